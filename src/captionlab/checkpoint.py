@@ -1,0 +1,48 @@
+"""Loading captionlab checkpoints safely: tensors and plain data only, components from the registry."""
+from __future__ import annotations
+
+import copy
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from captionlab.errors import UserError
+from captionlab.registry import check_targets
+from captionlab.training.module import CaptionModule
+
+REQUIRED = ("config", "vocab", "preprocessing", "stage")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<a .ckpt file from a run's checkpoints/ folder>")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot read checkpoint {path}: not a safe captionlab checkpoint or corrupt ({first_line[:200]})") from None
+
+
+def load_module(path: str | Path) -> CaptionModule:
+    """Rebuild the model, vocabulary and preprocessing from the checkpoint alone."""
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters", {})
+    missing = [key for key in REQUIRED if key not in hparams]
+    if missing or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is not a captionlab checkpoint (missing {', '.join(missing) or 'state_dict'})")
+    config = copy.deepcopy(hparams["config"])
+    for section in ("encoder", "decoder", "search", "loss"):
+        check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
+    # The weights come from the checkpoint: do not fetch pretrained ones again.
+    config["encoder"].update(pretrained=False, checkpoint=None)
+    module = CaptionModule(config, hparams["vocab"], hparams["preprocessing"], hparams["stage"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise UserError(f"{path} does not match the model its config describes "
+                        f"({str(err).splitlines()[0]}); was it made by another captionlab version?") from None
+    module.eval()
+    return module

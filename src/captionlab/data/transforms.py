@@ -1,0 +1,25 @@
+"""Image preprocessing: one object, resolved from the encoder's timm data config, used everywhere.
+
+The resolved settings are a plain dict saved with every checkpoint, so evaluation and `caption.py`
+rebuild exactly the transform training used.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+from timm.data import create_transform
+
+
+def build_transform(preprocessing: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """The eval-mode timm transform for these settings (no random flips: they break 'left of')."""
+    return create_transform(
+        input_size=tuple(preprocessing["input_size"]),
+        interpolation=preprocessing["interpolation"],
+        mean=tuple(preprocessing["mean"]),
+        std=tuple(preprocessing["std"]),
+        crop_pct=preprocessing["crop_pct"],
+        crop_mode=preprocessing.get("crop_mode", "center"),
+        is_training=False,
+    )

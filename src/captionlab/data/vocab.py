@@ -1,0 +1,64 @@
+"""Word vocabulary: built from the training captions only, saved with every run and checkpoint."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
+
+_NON_WORD = re.compile(r"[^a-z0-9' ]+")
+
+
+def tokenize(caption: str) -> list[str]:
+    """Lower-case, strip punctuation (apostrophes inside words survive), split on spaces."""
+    text = _NON_WORD.sub(" ", caption.lower())
+    return [w.strip("'") for w in text.split() if w.strip("'")]
+
+
+class Vocabulary:
+    """Maps words to ids; ids 0-3 are always `<pad> <bos> <eos> <unk>`."""
+
+    def __init__(self, words: Sequence[str]):
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}")
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_count: int = 1) -> "Vocabulary":
+        counts = Counter(w for c in captions for w in tokenize(c))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, caption: str, max_len: int | None = None) -> list[int]:
+        """`<bos> w1 .. wn <eos>`, with at most `max_len` words."""
+        ids = [self.index.get(w, UNK_ID) for w in tokenize(caption)]
+        if max_len is not None:
+            ids = ids[:max_len]
+        return [BOS_ID, *ids, EOS_ID]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words up to the first `<eos>`, special tokens dropped."""
+        words = []
+        for i in ids:
+            i = int(i)
+            if i == EOS_ID:
+                break
+            if i >= len(SPECIALS):
+                words.append(self.words[i])
+        return " ".join(words)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.words, indent=0))
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocabulary":
+        return cls(json.loads(Path(path).read_text()))

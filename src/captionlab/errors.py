@@ -1,0 +1,9 @@
+"""One exception type for problems the user can fix (bad input, bad option, missing file).
+
+Entry points print these as a single line and exit with status 2; anything else is a bug and
+keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input: the message names the thing and what to do."""

@@ -1,0 +1,138 @@
+"""Image encoders: any timm backbone, giving a pooled vector and a grid of region features."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.data import resolve_model_data_config
+from torch import nn
+
+from captionlab.errors import UserError
+from captionlab.registry import register
+
+
+@dataclass
+class EncoderOutput:
+    """`pooled` [B, D] and `grid` [B, N, D] (CNN feature map flattened, or ViT patch tokens)."""
+
+    pooled: torch.Tensor
+    grid: torch.Tensor
+
+    def index_select(self, index: torch.Tensor) -> "EncoderOutput":
+        return EncoderOutput(self.pooled.index_select(0, index), self.grid.index_select(0, index))
+
+
+@register
+class TimmEncoder(nn.Module):
+    """Wraps `timm.create_model(name)`.
+
+    `freeze`: "all" (no gradients, BatchNorm statistics frozen), "none", or an integer N: only the
+    last N parameter groups of timm's coarse grouping (stages) are trained.
+    `input_size`/`crop` override timm's data config; the result is `self.preprocessing`, saved with
+    every checkpoint. `zero_features` is an ablation: the decoder sees zeros (a blind language model).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool = False,
+        checkpoint: str | None = None,
+        freeze: str | int = "none",
+        lr_mult: float = 1.0,
+        input_size: int | None = None,
+        crop: bool = True,
+        zero_features: bool = False,
+    ):
+        super().__init__()
+        self.name, self.lr_mult, self.zero_features = name, lr_mult, zero_features
+        self.model = _create(name, pretrained, checkpoint)
+        self.feature_dim: int = self.model.num_features
+        self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0)
+        self.preprocessing = _preprocessing(self.model, input_size, crop)
+        self.freeze = freeze
+        self._apply_freeze(freeze)
+
+    def _apply_freeze(self, freeze: str | int) -> None:
+        if freeze == "none":
+            return
+        if freeze == "all":
+            self.model.requires_grad_(False)
+            return
+        if isinstance(freeze, int) and freeze >= 0:
+            groups = _parameter_groups(self.model)
+            self.model.requires_grad_(False)
+            for names in groups[len(groups) - freeze:] if freeze else []:
+                for name in names:
+                    self.model.get_parameter(name).requires_grad_(True)
+            return
+        raise UserError(f"encoder.freeze={freeze!r}: use all, none, or the number of last stages to train")
+
+    @property
+    def frozen(self) -> bool:
+        return self.freeze == "all"
+
+    def train(self, mode: bool = True) -> "TimmEncoder":
+        # A frozen encoder keeps BatchNorm in eval mode: its running statistics must not drift.
+        super().train(mode and not self.frozen)
+        return self
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            features = self.model.forward_features(images)
+            pooled = self.model.forward_head(features, pre_logits=True)
+        if features.ndim == 4:
+            grid = features.flatten(2).transpose(1, 2)
+        else:
+            grid = features[:, self.num_prefix_tokens:]
+        if self.zero_features:
+            pooled, grid = torch.zeros_like(pooled), torch.zeros_like(grid)
+        return EncoderOutput(pooled, grid)
+
+
+def _create(name: str, pretrained: bool, checkpoint: str | None) -> nn.Module:
+    if not timm.is_model(name):
+        raise UserError(f"encoder.name={name}: timm has no such model; see timm.list_models()")
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise UserError(f"encoder.checkpoint={checkpoint}: no such file; give a local weights file")
+        overlay = {"file": str(path)}
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0)
+    if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UserError(f"encoder.pretrained=true needs the model hub, but HF_HUB_OFFLINE=1; "
+                        f"pass encoder.checkpoint=<local weights file> for {name}")
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0)
+    except (OSError, RuntimeError) as err:
+        if not pretrained:
+            raise
+        raise UserError(f"cannot download pretrained weights for {name} ({type(err).__name__}); "
+                        "pass encoder.checkpoint=<local weights file> or go online") from None
+
+
+def _preprocessing(model: nn.Module, input_size: int | None, crop: bool) -> dict[str, Any]:
+    config = resolve_model_data_config(model)
+    if input_size is not None:
+        config["input_size"] = (3, int(input_size), int(input_size))
+    if not crop:
+        config["crop_pct"], config["crop_mode"] = 1.0, "squash"
+    return {
+        "input_size": list(config["input_size"]),
+        "interpolation": config["interpolation"],
+        "mean": [float(x) for x in config["mean"]],
+        "std": [float(x) for x in config["std"]],
+        "crop_pct": float(config["crop_pct"]),
+        "crop_mode": config.get("crop_mode", "center"),
+    }
+
+
+def _parameter_groups(model: nn.Module) -> list[list[str]]:
+    """Parameter names per stage, input side first (timm's coarse group_matcher)."""
+    from timm.models import group_parameters
+
+    grouped = group_parameters(model, model.group_matcher(coarse=True))
+    return [list(names) for _, names in sorted(grouped.items())]

@@ -1,0 +1,104 @@
+"""The training pipeline behind `python train.py`: data, model, fit, then the best checkpoint
+scored on val and test, with every result written into the run folder."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from captionlab.errors import UserError
+from captionlab.metrics.scorer import METRIC_NAMES
+from captionlab.registry import build
+from captionlab.training.module import CaptionModule
+from captionlab.utils.io import write_json, write_predictions
+from captionlab.utils.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+MODULE_SECTIONS = ("encoder", "decoder", "search", "loss", "optim", "metrics")
+
+
+def ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to the output folder {folder} ({err.strerror}): "
+                        "set paths.log_dir (or hydra.run.dir) to a writable folder") from None
+
+
+def instantiate_all(section: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a callbacks/logger section (entries may be null)."""
+    if not section:
+        return []
+    return [instantiate(entry) for entry in section.values() if entry and "_target_" in entry]
+
+
+def metrics_table(results: dict[str, dict[str, Any]]) -> str:
+    """Scores x100, as papers print them."""
+    names = [n for n in METRIC_NAMES if any(n in r for r in results.values())]
+    lines = ["split  images  " + "  ".join(f"{n:>7}" for n in names)]
+    for split, scores in results.items():
+        cells = "  ".join(f"{100 * scores[n]:7.2f}" if n in scores else f"{'-':>7}" for n in names)
+        lines.append(f"{split:<5}  {scores['num_images']:>6}  {cells}")
+    return "\n".join(lines)
+
+
+def run_training(cfg: DictConfig) -> dict[str, Any]:
+    output_dir = Path(cfg.paths.output_dir)
+    ensure_writable(output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build(cfg.data, "data")
+    datamodule.prepare()
+    for line in datamodule.report:
+        log.info(line)
+    module_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in MODULE_SECTIONS}
+    module = CaptionModule(module_config, datamodule.vocab.words)
+    datamodule.set_preprocessing(module.preprocessing)
+
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
+                                      logger=instantiate_all(cfg.get("logger")) or False)
+    datamodule.vocab.save(output_dir / "vocab.json")
+    write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
+    write_json(output_dir / "search.json", module.search.config())
+
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    if best is None and cfg.get("train", True) and not trainer.fast_dev_run:
+        log.warning("no best checkpoint was saved; scoring the final weights")
+
+    results: dict[str, Any] = {}
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    results["val"] = module.scores["val"]
+    write_predictions(output_dir / "predictions_val.json", module.predictions["val"])
+    if cfg.get("test", True):
+        if datamodule.records.get("test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+            results["test"] = module.scores["test"]
+            write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
+        else:
+            log.warning(f"data={datamodule.name} has no test captions: test stage skipped")
+    summary = {**results, "best_checkpoint": best, "best_epoch": _epoch_of(best), "data": datamodule.name}
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", summary)
+        log.info("metrics (x100) of %s:\n%s", best or "the final weights", metrics_table(results))
+        log.info("run folder: %s", output_dir)
+    return summary
+
+
+def _epoch_of(checkpoint_path: str | None) -> int | None:
+    if not checkpoint_path:
+        return None
+    import torch
+
+    return torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("epoch")

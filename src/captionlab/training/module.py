@@ -1,0 +1,128 @@
+"""The LightningModule: trains a Captioner with teacher forcing, generates and scores on val/test.
+
+Its hyperparameters are plain data (the component configs, the vocabulary's words, the image
+preprocessing, the training stage): together with the weights they make a checkpoint
+self-contained, and nothing in it is a pickled object.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
+import torch
+from hydra.utils import instantiate
+
+from captionlab.data.vocab import Vocabulary
+from captionlab.metrics.gather import GeneratedCaptions
+from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
+from captionlab.models.captioner import Captioner
+from captionlab.registry import build
+
+log = logging.getLogger(__name__)
+
+
+class CaptionModule(pl.LightningModule):
+    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
+                 stage: str = "xe"):
+        """`config` holds the encoder, decoder, search, loss, optim and metrics sections."""
+        super().__init__()
+        self.vocab = Vocabulary(vocab)
+        encoder = build(config["encoder"], "encoder")
+        decoder = build(config["decoder"], "decoder", vocab_size=len(self.vocab), feature_dim=encoder.feature_dim)
+        self.captioner = Captioner(encoder, decoder)
+        self.search = build(config["search"], "search")
+        self.loss = build(config["loss"], "loss")
+        self.config = config
+        self.save_hyperparameters({"config": config, "vocab": list(vocab),
+                                   "preprocessing": preprocessing or encoder.preprocessing, "stage": stage})
+        self.generated = GeneratedCaptions(max_len=self.search.max_new_tokens)
+        self.register_buffer("cider_best", torch.tensor(0.0))
+        self.predictions: dict[str, dict[Any, str]] = {}
+        self.scores: dict[str, dict[str, Any]] = {}
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.hparams["preprocessing"]
+
+    def set_search(self, search_config: dict[str, Any]) -> None:
+        """Decode with other settings (e.g. evaluate.py's search=beam)."""
+        self.search = build(search_config, "search")
+        self.generated = GeneratedCaptions(max_len=self.search.max_new_tokens)
+
+    @property
+    def _fitting(self) -> bool:
+        return self.trainer.state.fn == TrainerFn.FITTING
+
+    # training --------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        tokens = batch["tokens"]
+        logits = self.captioner(batch["image"], tokens)
+        loss = self.loss(logits, tokens.reshape(-1, tokens.shape[-1])[:, 1:])
+        extra = self.captioner.decoder.regularization()
+        if extra is not None:
+            loss = loss + extra
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=tokens.shape[0])
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optim = self.config["optim"]
+        encoder = self.captioner.encoder
+        groups = [{"params": [p for p in self.captioner.decoder.parameters() if p.requires_grad]}]
+        encoder_params = [p for p in encoder.parameters() if p.requires_grad]
+        if encoder_params:
+            groups.append({"params": encoder_params, "lr": optim["optimizer"]["lr"] * encoder.lr_mult})
+        optimizer = instantiate(optim["optimizer"])(groups)
+        if not optim.get("scheduler"):
+            return optimizer
+        scheduler = instantiate(optim["scheduler"])(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": optim.get("interval", "epoch")}}
+
+    # generation and scoring ------------------------------------------------------------------
+    def _generate_step(self, batch: dict[str, torch.Tensor]) -> None:
+        output = self.captioner.generate(batch["image"], self.search)
+        self.generated.update(batch["index"], output.best())
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._generate_step(batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._generate_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.generated.reset()
+            return
+        scores = self._score("val")
+        if self._fitting:
+            self.cider_best.fill_(max(float(self.cider_best), scores["cider"]))
+        scores["cider_best"] = self.cider_best.item()
+        self.log("val/cider_best", scores["cider_best"], sync_dist=False)
+
+    def on_test_epoch_end(self) -> None:
+        self._score(self.trainer.datamodule.test_split)
+
+    def _score(self, split: str) -> dict[str, Any]:
+        """Decode the gathered captions, score them on the whole split, log `<split>/<metric>`."""
+        generated = self.generated.compute()
+        self.generated.reset()
+        records = self.trainer.datamodule.split(split)
+        predictions = {records[i].image_id: self.vocab.decode(tokens) for i, tokens in sorted(generated.items())}
+        metrics = self.config["metrics"]
+        meteor = metrics["meteor_every_epoch"] if self._fitting else metrics["meteor_final"]
+        references = self.trainer.datamodule.references(split)
+        if len(predictions) < len(references):
+            # Only under limit_*_batches / fast_dev_run: such scores are not comparable (CIDEr
+            # depends on the whole set of images), so say so.
+            log.warning(f"{split}: scoring {len(predictions)} of {len(references)} images (limited run); "
+                        "these scores are not comparable with full-split scores")
+            references = {image_id: references[image_id] for image_id in predictions}
+        scores = get_scorer().score(predictions, references, meteor=meteor)
+        scores["complete_split"] = len(references) == len(self.trainer.datamodule.split(split))
+        prefix = "val" if split == "val" else "test"
+        for name in METRIC_NAMES:
+            if name in scores:
+                self.log(f"{prefix}/{name}", scores[name], sync_dist=False)
+        self.predictions[split], self.scores[split] = predictions, scores
+        return scores

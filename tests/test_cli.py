@@ -1,0 +1,45 @@
+"""The entry points as a user runs them: help, config printing, fast_dev_run, one-line errors."""
+from conftest import ROOT, run_cli
+
+
+def test_help_and_cfg_job():
+    result = run_cli("train.py", "--help")
+    assert result.returncode == 0 and "decoder: lstm" in result.stdout
+    result = run_cli("train.py", "--cfg", "job", "decoder.hidden_dim=64")
+    assert result.returncode == 0 and "hidden_dim: 64" in result.stdout
+
+
+def test_fast_dev_run_end_to_end(tmp_path, cache_dir):
+    result = run_cli("train.py", "debug=fast_dev_run", f"hydra.run.dir={tmp_path}", f"paths.cache_dir={cache_dir}",
+                     "data.source.num_train=64", "data.source.num_val=16", "data.source.num_test=16",
+                     "trainer.enable_progress_bar=false", "metrics.meteor_final=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "predictions_test.json").is_file()
+
+
+def test_unknown_group_option_is_one_line():
+    result = run_cli("train.py", "decoder=lstmm")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown decoder option 'lstmm'; choose one of: lstm"
+
+
+def test_unknown_option_in_a_sweep_list_is_caught():
+    result = run_cli("train.py", "-m", "encoder=resnet10t,resnet5000")
+    assert result.returncode == 2 and "unknown encoder option 'resnet5000'" in result.stderr
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli("train.py", f"hydra.run.dir={blocker}/run")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "output folder" in lines[0] and str(blocker) in lines[0], result.stderr
+
+
+def test_unwritable_cache_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli("train.py", f"hydra.run.dir={tmp_path}/run", f"paths.cache_dir={blocker}")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: cannot write the shapes dataset"), result.stderr

@@ -1,0 +1,57 @@
+"""Every option of every config group composes, and the components it names can be built."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from captionlab.registry import check_targets
+from conftest import ROOT, compose
+
+GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "hydra")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose([f"{group}={option}", f"paths.output_dir={tmp_path}"])
+    # resolve everything but Hydra's own node (absent outside a Hydra run)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for section in ("data", "encoder", "decoder", "search", "loss"):
+        check_targets(container[section], section)
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+
+
+def test_default_groups():
+    cfg = compose(["paths.output_dir=/tmp/x"])
+    assert cfg.data.name == "shapes" and cfg.encoder.name == "resnet10t"
+    assert cfg.decoder._target_.endswith("LSTMDecoder") and cfg.search._target_.endswith("GreedySearch")
+    assert cfg.optimized_metric == "val/cider_best"
+    assert cfg.callbacks.model_checkpoint.monitor == "val/cider"
+
+
+def test_encoder_reads_the_native_image_size():
+    cfg = compose(["paths.output_dir=/tmp/x", "data.source.image_size=96"])
+    assert cfg.encoder.input_size == 96 and cfg.encoder.crop is False
+
+
+def test_hydra_settings_keep_the_working_directory(tmp_path):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", return_hydra_config=True)
+    assert cfg.hydra.job.chdir is False
+    assert "/runs/" in cfg.hydra.run.dir and "/multiruns/" in cfg.hydra.sweep.dir
+
+
+def test_registry_refuses_foreign_targets():
+    from captionlab.errors import UserError
+
+    with pytest.raises(UserError, match="builtins.eval"):
+        check_targets({"_target_": "builtins.eval"}, "decoder")
+    with pytest.raises(UserError):
+        check_targets({"inner": {"_target_": "os.system"}}, "encoder")
+    check_targets({"_target_": "captionlab.models.decoders.lstm.LSTMDecoder"}, "decoder")
+    assert Path(ROOT / "conf" / "train.yaml").is_file()
