@@ -34,7 +34,7 @@ def test_unwritable_output_folder_is_one_line(tmp_path):
     result = run_cli("train.py", f"hydra.run.dir={blocker}/run")
     assert result.returncode != 0
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "output folder" in lines[0] and str(blocker) in lines[0], result.stderr
+    assert len(lines) == 1 and "cannot create the run folder" in lines[0] and str(blocker) in lines[0], result.stderr
 
 
 def test_unwritable_cache_folder_is_one_line(tmp_path):
@@ -43,3 +43,10 @@ def test_unwritable_cache_folder_is_one_line(tmp_path):
     result = run_cli("train.py", f"hydra.run.dir={tmp_path}/run", f"paths.cache_dir={blocker}")
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: cannot write the shapes dataset"), result.stderr
+
+
+def test_unknown_key_is_one_line():
+    result = run_cli("train.py", "trainer.max_epoch=3")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trainer.max_epoch" in lines[0], result.stderr

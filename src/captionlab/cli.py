@@ -36,11 +36,18 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
 
     import hydra
 
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     os.environ.setdefault("CAPTIONLAB_ROOT", str(conf_dir.parent))
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    # Let exceptions reach `entry` (which turns the user's mistakes into one line) instead of
+    # Hydra's multi-line report.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    started = []
 
     @hydra.main(config_path=str(conf_dir), config_name=config_name, version_base="1.3")
     def main(cfg):
+        started.append(True)
         module_name, _, function = task_path.partition(":")
         try:
             result = getattr(importlib.import_module(module_name), function)(cfg)
@@ -54,9 +61,16 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
     def entry() -> Any:
         try:
             check_group_overrides(conf_dir, sys.argv[1:])
+            return main()
         except UserError as err:
             _fail(err)
-        return main()
+        except (HydraException, OmegaConfBaseException) as err:
+            _fail(" ".join(str(err).split()))
+        except OSError as err:
+            if started:
+                raise
+            _fail(f"cannot create the run folder {err.filename} ({err.strerror}): "
+                  "set hydra.run.dir or paths.log_dir to a writable folder")
 
     return entry
 
@@ -69,6 +83,6 @@ def _lookup(result: dict, metric: str) -> float | None:
     return result.get(split, {}).get(name)
 
 
-def _fail(err: UserError) -> None:
+def _fail(err: Exception | str) -> None:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
