@@ -48,7 +48,7 @@ def test_best_checkpoint_reproduces_the_test_predictions(tiny_run):
     datamodule = build(cfg.data, "data", preprocessing=module.preprocessing, vocab=module.vocab)
     records = {r.image_id: r for r in datamodule.split("test")}
     images = torch.stack([transform(load_image(records[p["image_id"]].image_path)) for p in expected])
-    sequences = module.captioner.generate(images, module.search).best()
+    sequences = module.captioner.generate({"image": images}, module.search).best()
     assert [module.vocab.decode(s) for s in sequences] == [p["caption"] for p in expected]
 
 

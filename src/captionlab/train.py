@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -63,6 +64,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     module_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in MODULE_SECTIONS}
     module = CaptionModule(module_config, datamodule.vocab.words)
     datamodule.set_preprocessing(module.preprocessing)
+    if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
+        log.info(datamodule.report[-1])
 
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
                                       logger=instantiate_all(cfg.get("logger")) or False)
@@ -99,6 +102,4 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 def _epoch_of(checkpoint_path: str | None) -> int | None:
     if not checkpoint_path:
         return None
-    import torch
-
     return torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("epoch")

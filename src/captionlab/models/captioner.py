@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from captionlab.models.decoders.base import CaptionDecoder
-from captionlab.models.encoders import TimmEncoder
+from captionlab.models.encoders import EncoderOutput, TimmEncoder
 from captionlab.search.base import SearchOutput, SearchStrategy
 
 
@@ -14,14 +14,21 @@ class Captioner(nn.Module):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits for `tokens` [B, K, T] (K captions per image) -> [B*K, T-1, V]."""
-        batch, per_image, length = tokens.shape
-        memory = self.encoder(images)
+    def encode(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Encoder features of a batch: computed from `image`, or read from cached `pooled`/`grid`."""
+        if "pooled" in batch:
+            return EncoderOutput(batch["pooled"].float(), batch["grid"].float())
+        return self.encoder(batch["image"])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Teacher-forced logits for `batch["tokens"]` [B, K, T] (K captions per image) -> [B*K, T-1, V]."""
+        tokens = batch["tokens"]
+        size, per_image, length = tokens.shape
+        memory = self.encode(batch)
         if per_image > 1:
-            memory = memory.index_select(torch.arange(batch, device=images.device).repeat_interleave(per_image))
-        return self.decoder(memory, tokens.reshape(batch * per_image, length)[:, :-1])
+            memory = memory.index_select(torch.arange(size, device=tokens.device).repeat_interleave(per_image))
+        return self.decoder(memory, tokens.reshape(size * per_image, length)[:, :-1])
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, search: SearchStrategy) -> SearchOutput:
-        return search(self.decoder, self.encoder(images))
+    def generate(self, batch: dict[str, torch.Tensor], search: SearchStrategy) -> SearchOutput:
+        return search(self.decoder, self.encode(batch))

@@ -58,7 +58,7 @@ class CaptionModule(pl.LightningModule):
     # training --------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         tokens = batch["tokens"]
-        logits = self.captioner(batch["image"], tokens)
+        logits = self.captioner(batch)
         loss = self.loss(logits, tokens.reshape(-1, tokens.shape[-1])[:, 1:])
         extra = self.captioner.decoder.regularization()
         if extra is not None:
@@ -81,7 +81,7 @@ class CaptionModule(pl.LightningModule):
 
     # generation and scoring ------------------------------------------------------------------
     def _generate_step(self, batch: dict[str, torch.Tensor]) -> None:
-        output = self.captioner.generate(batch["image"], self.search)
+        output = self.captioner.generate(batch, self.search)
         self.generated.update(batch["index"], output.best())
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

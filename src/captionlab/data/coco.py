@@ -1,0 +1,59 @@
+"""`data=coco`: the official `annotations/captions_{train,val}<year>.json` with their image folders.
+
+COCO's test images have no public captions: the test split is empty and the test stage is
+skipped with a message (use `data=coco_karpathy` for the standard 5,000-image test split).
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from captionlab.data.problems import Problems, readable_image, require_file, require_root
+from captionlab.data.records import SPLITS, CaptionRecord
+from captionlab.errors import UserError
+from captionlab.registry import register
+
+
+@register
+class CocoSource:
+    def __init__(self, root: str | None, year: int = 2017, on_error: str = "raise",
+                 splits: dict[str, str] | None = None):
+        """`splits` maps our split names to COCO's (default: train -> train<year>, val -> val<year>)."""
+        self.root = require_root(root, "coco", f"annotations/captions_train{year}.json, captions_val{year}.json "
+                                               f"and the folders train{year}/, val{year}/")
+        self.year = year
+        self.splits = dict(splits or {"train": f"train{year}", "val": f"val{year}"})
+        self.problems = Problems(on_error, "coco")
+
+    def load(self) -> dict[str, list[CaptionRecord]]:
+        records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
+        for split, coco_split in self.splits.items():
+            if split not in SPLITS:
+                raise UserError(f"data.splits: unknown split {split}; use train, val, test")
+            path = require_file(self.root / "annotations" / f"captions_{coco_split}.json", "COCO caption file",
+                                f"download captions_{coco_split}.json into data.root/annotations/")
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                images, annotations = data["images"], data["annotations"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise UserError(f"{path}: not a COCO caption file ({type(err).__name__}: {err})") from None
+            captions: dict[int, list[str]] = defaultdict(list)
+            for number, annotation in enumerate(annotations):
+                text = str(annotation.get("caption", "")).strip()
+                if not text:
+                    self.problems.report("empty caption", f"{path.name}: annotations[{number}]",
+                                         f"empty caption for image {annotation.get('image_id')}", "remove it")
+                    continue
+                captions[annotation["image_id"]].append(text)
+            for image in images:
+                where = f"{path.name}: image {image['id']}"
+                if not captions.get(image["id"]):
+                    self.problems.report("image without captions", where, f"{image['file_name']} has no caption",
+                                         "remove the image entry")
+                    continue
+                file = self.root / coco_split / image["file_name"]
+                if readable_image(file, self.problems, where):
+                    records[split].append(CaptionRecord(file, image["id"], split, tuple(captions[image["id"]])))
+        if "test" not in self.splits:
+            self.problems.note(f"COCO {self.year} has no public test captions: no test split")
+        return records

@@ -1,0 +1,59 @@
+"""`data=karpathy` (presets `coco_karpathy`, `flickr30k`): Karpathy's `dataset_<name>.json` split files.
+
+Every published COCO and Flickr30k number uses these splits. `restval` (COCO's 30,504 extra
+validation images) joins train when `use_restval` is true: 113,287 / 5,000 / 5,000 on COCO.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from captionlab.data.problems import Problems, readable_image, require_file, require_root
+from captionlab.data.records import SPLITS, CaptionRecord
+from captionlab.errors import UserError
+from captionlab.registry import register
+
+
+@register
+class KarpathySource:
+    def __init__(self, root: str | None, annotations: str = "dataset_coco.json", image_dir: str = "",
+                 use_restval: bool = True, on_error: str = "raise", name: str = "karpathy"):
+        self.root = require_root(root, name, f"{annotations} and the images it names")
+        self.annotations = require_file(self.root / annotations, "Karpathy split file",
+                                        "set data.annotations to the dataset_<name>.json file under data.root")
+        self.image_dir = self.root / image_dir
+        self.use_restval, self.name = use_restval, name
+        self.problems = Problems(on_error, name)
+
+    def load(self) -> dict[str, list[CaptionRecord]]:
+        try:
+            images = json.loads(self.annotations.read_text(encoding="utf-8"))["images"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise UserError(f"{self.annotations}: not a Karpathy split file ({type(err).__name__}: {err}); "
+                            "expected {'images': [{'filename', 'split', 'sentences': [{'raw'}]}]}") from None
+        records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
+        restval = 0
+        for number, entry in enumerate(images):
+            where = f"{self.annotations.name}: images[{number}]"
+            split = entry.get("split")
+            if split == "restval":
+                restval += 1
+                if not self.use_restval:
+                    continue
+                split = "train"
+            if split not in SPLITS:
+                self.problems.report("unknown split", where, f"split {split!r}", "use train/val/test/restval")
+                continue
+            captions = tuple(s["raw"].strip() for s in entry.get("sentences", []) if s.get("raw", "").strip())
+            if not captions:
+                self.problems.report("image without captions", where, f"{entry.get('filename')} has no caption",
+                                     "remove the entry")
+                continue
+            relative = Path(entry.get("filepath", "")) / entry["filename"]
+            path = self.image_dir / relative
+            if readable_image(path, self.problems, where):
+                image_id = entry["cocoid"] if "cocoid" in entry else str(relative) if entry.get("filepath") else entry["filename"]
+                records[split].append(CaptionRecord(path, image_id, split, captions))
+        if restval:
+            self.problems.note(f"{restval} restval images {'joined train' if self.use_restval else 'left out (data.use_restval=false)'}")
+        return records
