@@ -4,7 +4,8 @@ from conftest import ROOT, run_cli
 
 def test_help_and_cfg_job():
     result = run_cli("train.py", "--help")
-    assert result.returncode == 0 and "decoder: lstm" in result.stdout
+    assert result.returncode == 0 and "decoder: attention, lstm, transformer" in result.stdout
+    assert result.stdout.startswith("captionlab")
     result = run_cli("train.py", "--cfg", "job", "decoder.hidden_dim=64")
     assert result.returncode == 0 and "hidden_dim: 64" in result.stdout
 
@@ -20,7 +21,7 @@ def test_fast_dev_run_end_to_end(tmp_path, cache_dir):
 def test_unknown_group_option_is_one_line():
     result = run_cli("train.py", "decoder=lstmm")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown decoder option 'lstmm'; choose one of: lstm"
+    assert result.stderr.strip() == "error: unknown decoder option 'lstmm'; choose one of: attention, lstm, transformer"
 
 
 def test_unknown_option_in_a_sweep_list_is_caught():
@@ -50,3 +51,10 @@ def test_unknown_key_is_one_line():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "trainer.max_epoch" in lines[0], result.stderr
+
+
+def test_missing_data_root_is_one_line(tmp_path):
+    result = run_cli("train.py", "data=flickr8k", f"data.root={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data.root=") and "Flickr8k.token.txt" in lines[0], result.stderr

@@ -210,3 +210,18 @@ def test_shared_coco_mini():
     records = CocoSource(str(SHARED / "data" / "coco_captions_mini")).load()
     assert (len(records["train"]), len(records["val"]), len(records["test"])) == (80, 159, 0)
     assert all(len(r.captions) == 5 for r in records["val"])
+
+
+def test_training_on_coco_without_test_captions_skips_the_test_stage(tmp_path, cache_dir):
+    from captionlab.train import run_training
+    from conftest import TINY_OVERRIDES, compose
+
+    root = _coco(tmp_path / "coco")
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("data.")] + [
+        "data=coco", f"data.root={root}", "data.image_size=64", "data.min_word_count=1", "data.num_workers=0",
+        "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={cache_dir}"]
+    summary = run_training(compose(overrides))
+    assert "test" not in summary and summary["val"]["num_images"] == 2
+    assert not (tmp_path / "run" / "predictions_test.json").exists()
+    predictions = json.loads((tmp_path / "run" / "predictions_val.json").read_text())
+    assert sorted(p["image_id"] for p in predictions) == [4, 5]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -56,7 +57,16 @@ def build(cfg: Any, what: str, **kwargs: Any) -> Any:
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(cfg)
     check_targets(cfg, what)
-    return instantiate(cfg, **kwargs)
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        # Hydra wraps errors raised by constructors; a UserError must reach the user as itself.
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def _import_components() -> None:

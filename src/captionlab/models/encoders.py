@@ -1,6 +1,7 @@
 """Image encoders: any timm backbone, giving a pooled vector and a grid of region features."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ class TimmEncoder(nn.Module):
     `freeze`: "all" (no gradients, BatchNorm statistics frozen), "none", or an integer N: only the
     last N parameter groups of timm's coarse grouping (stages) are trained.
     `input_size`/`crop` override timm's data config; the result is `self.preprocessing`, saved with
-    every checkpoint. `zero_features` is an ablation: the decoder sees zeros (a blind language model).
+    every checkpoint. `grid_size` pools the grid to K x K regions (Show, Attend and Tell used 14).
+    `zero_features` is an ablation: the decoder sees zeros (a blind language model).
     """
 
     def __init__(
@@ -45,10 +47,11 @@ class TimmEncoder(nn.Module):
         lr_mult: float = 1.0,
         input_size: int | None = None,
         crop: bool = True,
+        grid_size: int | None = None,
         zero_features: bool = False,
     ):
         super().__init__()
-        self.name, self.lr_mult, self.zero_features = name, lr_mult, zero_features
+        self.name, self.lr_mult, self.zero_features, self.grid_size = name, lr_mult, zero_features, grid_size
         self.model = _create(name, pretrained, checkpoint)
         self.feature_dim: int = self.model.num_features
         self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0)
@@ -84,10 +87,13 @@ class TimmEncoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             features = self.model.forward_features(images)
             pooled = self.model.forward_head(features, pre_logits=True)
-        if features.ndim == 4:
-            grid = features.flatten(2).transpose(1, 2)
-        else:
-            grid = features[:, self.num_prefix_tokens:]
+        if features.ndim == 3:  # ViT tokens -> square map of patches
+            tokens = features[:, self.num_prefix_tokens:]
+            side = math.isqrt(tokens.shape[1])
+            features = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+        if self.grid_size:
+            features = nn.functional.adaptive_avg_pool2d(features, self.grid_size)
+        grid = features.flatten(2).transpose(1, 2)
         if self.zero_features:
             pooled, grid = torch.zeros_like(pooled), torch.zeros_like(grid)
         return EncoderOutput(pooled, grid)

@@ -1,4 +1,6 @@
+from captionlab.models.decoders.attention import AttentionLSTMDecoder
 from captionlab.models.decoders.base import CaptionDecoder, State
 from captionlab.models.decoders.lstm import LSTMDecoder
+from captionlab.models.decoders.transformer import TransformerDecoder
 
-__all__ = ["CaptionDecoder", "State", "LSTMDecoder"]
+__all__ = ["AttentionLSTMDecoder", "CaptionDecoder", "State", "LSTMDecoder", "TransformerDecoder"]

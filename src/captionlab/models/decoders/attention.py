@@ -1,0 +1,72 @@
+"""Show, Attend and Tell (Xu et al. 2015), soft attention.
+
+At every step: additive attention over the grid from the previous hidden state, the context
+scaled by the gating scalar beta = sigmoid(f_beta(h)), an LSTM cell on [word; context], and the
+deep output layer L_o(E y + L_h h + L_z z). h and c start from the mean grid feature. Training
+adds the doubly stochastic penalty alpha_c * sum_i (1 - sum_t alpha_ti)^2.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from captionlab.data.vocab import PAD_ID
+from captionlab.models.decoders.base import CaptionDecoder, State
+from captionlab.models.encoders import EncoderOutput
+from captionlab.registry import register
+
+
+@register
+class AttentionLSTMDecoder(CaptionDecoder):
+    def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 256, hidden_dim: int = 512,
+                 attention_dim: int = 512, dropout: float = 0.5, alpha_c: float = 1.0):
+        super().__init__()
+        self.vocab_size, self.alpha_c = vocab_size, alpha_c
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.init_h, self.init_c = nn.Linear(feature_dim, hidden_dim), nn.Linear(feature_dim, hidden_dim)
+        self.grid_attention = nn.Linear(feature_dim, attention_dim)
+        self.hidden_attention = nn.Linear(hidden_dim, attention_dim)
+        self.attention_score = nn.Linear(attention_dim, 1)
+        self.gate = nn.Linear(hidden_dim, feature_dim)
+        self.cell = nn.LSTMCell(embed_dim + feature_dim, hidden_dim)
+        self.hidden_out, self.context_out = nn.Linear(hidden_dim, embed_dim), nn.Linear(feature_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(embed_dim, vocab_size)
+        self._penalty: torch.Tensor | None = None
+
+    def init_state(self, memory: EncoderOutput) -> State:
+        mean = memory.grid.mean(dim=1)
+        return {"h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean)),
+                "grid": memory.grid, "grid_projection": self.grid_attention(memory.grid)}
+
+    def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """One step from embedded words [B, E]: (logits [B, V], new state, attention [B, N])."""
+        scores = self.attention_score(torch.tanh(state["grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1)))
+        alpha = torch.softmax(scores.squeeze(-1), dim=-1)
+        context = (alpha.unsqueeze(-1) * state["grid"]).sum(dim=1)
+        context = torch.sigmoid(self.gate(state["h"])) * context
+        h, c = self.cell(torch.cat([words, context], dim=-1), (state["h"], state["c"]))
+        logits = self.output(self.dropout(words + self.hidden_out(h) + self.context_out(context)))
+        return logits, {**state, "h": h, "c": c}, alpha
+
+    def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
+        state = self.init_state(memory)
+        words = self.dropout(self.embed(tokens))
+        logits, alphas = [], []
+        for t in range(tokens.shape[1]):
+            step_logits, state, alpha = self._advance(words[:, t], state)
+            logits.append(step_logits)
+            alphas.append(alpha)
+        # doubly stochastic regularisation over the real (non-padding) steps
+        mask = (tokens != PAD_ID).unsqueeze(-1).to(alphas[0].dtype)
+        attention_sum = (torch.stack(alphas, dim=1) * mask).sum(dim=1)
+        self._penalty = self.alpha_c * ((1.0 - attention_sum) ** 2).sum(dim=1).mean()
+        return torch.stack(logits, dim=1)
+
+    def step(self, tokens: torch.Tensor, state: State):
+        logits, state, alpha = self._advance(self.embed(tokens), state)
+        return torch.log_softmax(logits, dim=-1), state, alpha
+
+    def regularization(self) -> torch.Tensor | None:
+        penalty, self._penalty = self._penalty, None
+        return penalty if self.training and self.alpha_c > 0 else None

@@ -1,0 +1,79 @@
+"""All three decoders behind one interface: incremental decoding equals teacher forcing."""
+import pytest
+import torch
+
+from captionlab.models.decoders import AttentionLSTMDecoder, LSTMDecoder, TransformerDecoder
+from captionlab.models.encoders import EncoderOutput
+from captionlab.search.greedy import GreedySearch
+
+VOCAB, FEATURES, GRID = 13, 16, 5
+
+DECODERS = {
+    "lstm": lambda: LSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10),
+    "attention": lambda: AttentionLSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
+    "transformer": lambda: TransformerDecoder(VOCAB, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32,
+                                              num_encoder_layers=1),
+    "transformer_sinusoidal": lambda: TransformerDecoder(VOCAB, FEATURES, dim=16, num_layers=1, num_heads=2,
+                                                         ff_dim=32, positions="sinusoidal", tie_embeddings=False),
+}
+
+
+def _memory(batch=3):
+    torch.manual_seed(0)
+    return EncoderOutput(torch.randn(batch, FEATURES, dtype=torch.float64),
+                         torch.randn(batch, GRID, FEATURES, dtype=torch.float64))
+
+
+def _build(name):
+    torch.manual_seed(1)
+    return DECODERS[name]().double().eval()
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_incremental_decoding_equals_teacher_forcing(name):
+    decoder, memory = _build(name), _memory()
+    tokens = torch.randint(4, VOCAB, (3, 8))
+    tokens[:, 0] = 1
+    full = torch.log_softmax(decoder(memory, tokens), dim=-1)
+    assert full.shape == (3, 8, VOCAB)
+    state = decoder.init_state(memory)
+    for t in range(tokens.shape[1]):
+        logprobs, state, attention = decoder.step(tokens[:, t], state)
+        torch.testing.assert_close(logprobs, full[:, t], atol=1e-5, rtol=0)
+        if name != "lstm":
+            assert attention.shape == (3, GRID)
+            torch.testing.assert_close(attention.sum(-1), torch.ones(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_reordered_state_continues_like_the_selected_rows(name):
+    decoder, memory = _build(name), _memory()
+    state = decoder.init_state(memory)
+    first = torch.tensor([5, 6, 7])
+    _, state, _ = decoder.step(first, state)
+    index = torch.tensor([2, 2, 0])
+    reordered = decoder.reorder_state(state, index)
+    logprobs, _, _ = decoder.step(torch.tensor([8, 8, 8]), reordered)
+    expected, _, _ = decoder.step(torch.tensor([8, 8, 8]), state)
+    torch.testing.assert_close(logprobs, expected[index])
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_greedy_search_runs_on_every_decoder(name):
+    decoder, memory = _build(name), _memory()
+    output = GreedySearch(max_new_tokens=5)(decoder, memory)
+    assert output.sequences.shape[0] == 3 and output.sequences.shape[2] <= 5
+    if name != "lstm":
+        assert output.attentions.shape[:2] == (3, 1) and output.attentions.shape[-1] == GRID
+
+
+def test_doubly_stochastic_penalty_only_in_training():
+    decoder, memory = _build("attention"), _memory()
+    tokens = torch.randint(4, VOCAB, (3, 6))
+    decoder(memory, tokens)
+    assert decoder.regularization() is None  # eval mode
+    decoder.train()
+    decoder(memory, tokens)
+    penalty = decoder.regularization()
+    assert penalty is not None and penalty.item() >= 0
+    assert decoder.regularization() is None  # consumed
