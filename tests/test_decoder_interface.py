@@ -77,3 +77,19 @@ def test_doubly_stochastic_penalty_only_in_training():
     penalty = decoder.regularization()
     assert penalty is not None and penalty.item() >= 0
     assert decoder.regularization() is None  # consumed
+
+
+@pytest.mark.parametrize("name", ["lstm", "attention", "transformer"])
+def test_word_vectors_initialise_the_embeddings(name, tmp_path):
+    from captionlab.errors import UserError
+
+    decoder = _build(name).float()
+    dim = decoder.embed.embedding_dim
+    words = ["<pad>", "<bos>", "<eos>", "<unk>", "dog", "runs"] + [f"w{i}" for i in range(VOCAB - 6)]
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text(f"dog {' '.join(['0.5'] * dim)}\ncat {' '.join(['1'] * dim)}\n")
+    assert decoder.load_word_vectors(vectors, words) == 1
+    assert torch.allclose(decoder.embed.weight[4], torch.full((dim,), 0.5))
+    vectors.write_text("2 3\ndog 1 2 3\n")
+    with pytest.raises(UserError, match="dimensions"):
+        decoder.load_word_vectors(vectors, words)

@@ -38,6 +38,8 @@ def load_module(path: str | Path) -> CaptionModule:
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
     config["encoder"].update(pretrained=False, checkpoint=None)
+    if "embeddings_file" in config["decoder"]:
+        config["decoder"]["embeddings_file"] = None
     module = CaptionModule(config, hparams["vocab"], hparams["preprocessing"], hparams["stage"])
     try:
         module.load_state_dict(checkpoint["state_dict"], strict=True)

@@ -31,6 +31,9 @@ class CaptionModule(pl.LightningModule):
         self.vocab = Vocabulary(vocab)
         encoder = build(config["encoder"], "encoder")
         decoder = build(config["decoder"], "decoder", vocab_size=len(self.vocab), feature_dim=encoder.feature_dim)
+        if getattr(decoder, "embeddings_file", None):
+            covered = decoder.load_word_vectors(decoder.embeddings_file, self.vocab.words)
+            log.info("word vectors from %s cover %d of %d words", decoder.embeddings_file, covered, len(self.vocab))
         self.captioner = Captioner(encoder, decoder)
         self.search = build(config["search"], "search")
         self.loss = build(config["loss"], "loss")

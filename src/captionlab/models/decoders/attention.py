@@ -3,7 +3,8 @@
 At every step: additive attention over the grid from the previous hidden state, the context
 scaled by the gating scalar beta = sigmoid(f_beta(h)), an LSTM cell on [word; context], and the
 deep output layer L_o(E y + L_h h + L_z z). h and c start from the mean grid feature. Training
-adds the doubly stochastic penalty alpha_c * sum_i (1 - sum_t alpha_ti)^2.
+adds the doubly stochastic penalty alpha_c * (1 - sum_t alpha_ti)^2, averaged over regions i and
+images (the paper sums over its 196 regions; the mean keeps the weight meaningful for any grid).
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from captionlab.registry import register
 @register
 class AttentionLSTMDecoder(CaptionDecoder):
     def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 256, hidden_dim: int = 512,
-                 attention_dim: int = 512, dropout: float = 0.5, alpha_c: float = 1.0):
+                 attention_dim: int = 512, dropout: float = 0.5, alpha_c: float = 1.0,
+                 embeddings_file: str | None = None):
         super().__init__()
+        self.embeddings_file = embeddings_file
         self.vocab_size, self.alpha_c = vocab_size, alpha_c
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.init_h, self.init_c = nn.Linear(feature_dim, hidden_dim), nn.Linear(feature_dim, hidden_dim)
@@ -60,7 +63,7 @@ class AttentionLSTMDecoder(CaptionDecoder):
         # doubly stochastic regularisation over the real (non-padding) steps
         mask = (tokens != PAD_ID).unsqueeze(-1).to(alphas[0].dtype)
         attention_sum = (torch.stack(alphas, dim=1) * mask).sum(dim=1)
-        self._penalty = self.alpha_c * ((1.0 - attention_sum) ** 2).sum(dim=1).mean()
+        self._penalty = self.alpha_c * ((1.0 - attention_sum) ** 2).mean()
         return torch.stack(logits, dim=1)
 
     def step(self, tokens: torch.Tensor, state: State):

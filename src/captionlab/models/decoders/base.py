@@ -9,11 +9,13 @@ A state is a dict of batch-first tensors, so one `reorder_state` serves every de
 """
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
+from captionlab.errors import UserError
 from captionlab.models.encoders import EncoderOutput
 
 State = dict[str, torch.Tensor]
@@ -21,6 +23,28 @@ State = dict[str, torch.Tensor]
 
 class CaptionDecoder(nn.Module):
     vocab_size: int
+    embed: nn.Embedding
+
+    def load_word_vectors(self, path: str | Path, words: Sequence[str]) -> int:
+        """Initialise word embeddings from a GloVe or word2vec text file; returns how many
+        vocabulary words it covered (the others keep their random initialisation)."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UserError(f"decoder.embeddings_file={path}: no such file; give a GloVe/word2vec text file")
+        index = {w: i for i, w in enumerate(words)}
+        dim, found = self.embed.embedding_dim, 0
+        with path.open(encoding="utf-8", errors="replace") as handle, torch.no_grad():
+            for number, line in enumerate(handle, 1):
+                parts = line.rstrip().split(" ")
+                if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue  # word2vec header: "<count> <dim>"
+                if len(parts) - 1 != dim:
+                    raise UserError(f"{path}:{number}: vectors have {len(parts) - 1} dimensions but the decoder's "
+                                    f"embeddings have {dim}; set decoder.embed_dim (or dim) to {len(parts) - 1}")
+                if parts[0] in index:
+                    self.embed.weight[index[parts[0]]] = torch.tensor([float(x) for x in parts[1:]])
+                    found += 1
+        return found
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -17,8 +17,10 @@ from captionlab.registry import register
 @register
 class LSTMDecoder(CaptionDecoder):
     def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 256, hidden_dim: int = 512,
-                 num_layers: int = 1, dropout: float = 0.3, feed_image_every_step: bool = False):
+                 num_layers: int = 1, dropout: float = 0.3, feed_image_every_step: bool = False,
+                 embeddings_file: str | None = None):
         super().__init__()
+        self.embeddings_file = embeddings_file
         self.vocab_size, self.feed_image_every_step = vocab_size, feed_image_every_step
         self.image_embed = nn.Linear(feature_dim, embed_dim)
         self.embed = nn.Embedding(vocab_size, embed_dim)

@@ -67,12 +67,15 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
 class TransformerDecoder(CaptionDecoder):
     def __init__(self, vocab_size: int, feature_dim: int, dim: int = 512, num_layers: int = 3, num_heads: int = 8,
                  ff_dim: int = 2048, dropout: float = 0.1, num_encoder_layers: int = 0,
-                 positions: str = "learned", max_len: int = 64, tie_embeddings: bool = True):
+                 positions: str = "learned", max_len: int = 64, tie_embeddings: bool = True,
+                 embeddings_file: str | None = None):
         super().__init__()
         if positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions={positions}: use learned or sinusoidal")
-        self.vocab_size, self.dim = vocab_size, dim
+        self.vocab_size, self.dim, self.embeddings_file = vocab_size, dim, embeddings_file
         self.embed = nn.Embedding(vocab_size, dim)
+        # N(0, 1/dim): inputs scaled by sqrt(dim) have unit variance, and tied output logits start small
+        nn.init.normal_(self.embed.weight, std=dim ** -0.5)
         if positions == "learned":
             self.positions = nn.Parameter(torch.randn(max_len, dim) * 0.02)
         else:
