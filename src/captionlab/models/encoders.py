@@ -52,7 +52,7 @@ class TimmEncoder(nn.Module):
     ):
         super().__init__()
         self.name, self.lr_mult, self.zero_features, self.grid_size = name, lr_mult, zero_features, grid_size
-        self.model = _create(name, pretrained, checkpoint)
+        self.model = _create(name, pretrained, checkpoint, input_size)
         self.feature_dim: int = self.model.num_features
         self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0)
         self.preprocessing = _preprocessing(self.model, input_size, crop)
@@ -99,20 +99,23 @@ class TimmEncoder(nn.Module):
         return EncoderOutput(pooled, grid)
 
 
-def _create(name: str, pretrained: bool, checkpoint: str | None) -> nn.Module:
+def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int | None) -> nn.Module:
     if not timm.is_model(name):
         raise UserError(f"encoder.name={name}: timm has no such model; see timm.list_models()")
+    kwargs: dict[str, Any] = {"num_classes": 0}
+    if input_size and getattr(timm.models.get_pretrained_cfg(name), "fixed_input_size", False):
+        kwargs["img_size"] = int(input_size)  # ViTs: position embeddings for this size
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise UserError(f"encoder.checkpoint={checkpoint}: no such file; give a local weights file")
         overlay = {"file": str(path)}
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise UserError(f"encoder.pretrained=true needs the model hub, but HF_HUB_OFFLINE=1; "
                         f"pass encoder.checkpoint=<local weights file> for {name}")
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=0)
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError) as err:
         if not pretrained:
             raise
