@@ -35,6 +35,7 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
     import importlib
 
     import hydra
+    import yaml
 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -64,7 +65,7 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
             return main()
         except UserError as err:
             _fail(err)
-        except (HydraException, OmegaConfBaseException) as err:
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
             _fail(" ".join(str(err).split()))
         except OSError as err:
             if started:
