@@ -1,5 +1,5 @@
 """The entry points as a user runs them: help, config printing, fast_dev_run, one-line errors."""
-from conftest import ROOT, run_cli
+from conftest import run_cli
 
 
 def test_help_and_cfg_job():

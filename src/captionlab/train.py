@@ -3,7 +3,6 @@ scored on val and test, with every result written into the run folder."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 

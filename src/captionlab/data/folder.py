@@ -10,7 +10,6 @@ import csv
 import json
 import random
 from collections import defaultdict
-from pathlib import Path
 
 from captionlab.data.problems import Problems, readable_image, require_file, require_root
 from captionlab.data.records import SPLITS, CaptionRecord, canonical_split
