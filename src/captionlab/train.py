@@ -90,15 +90,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
         else:
             log.warning(f"data={datamodule.name} has no test captions: test stage skipped")
-    summary = {**results, "best_checkpoint": best, "best_epoch": _epoch_of(best), "data": datamodule.name}
+    summary = {**results, "best_checkpoint": best, "best_epoch": module.loaded_epoch if best else None, "data": datamodule.name}
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", summary)
         log.info("metrics (x100) of %s:\n%s", best or "the final weights", metrics_table(results))
         log.info("run folder: %s", output_dir)
     return summary
 
-
-def _epoch_of(checkpoint_path: str | None) -> int | None:
-    if not checkpoint_path:
-        return None
-    return torch.load(checkpoint_path, map_location="cpu", weights_only=True).get("epoch")

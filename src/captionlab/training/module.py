@@ -44,6 +44,11 @@ class CaptionModule(pl.LightningModule):
         self.register_buffer("cider_best", torch.tensor(0.0))
         self.predictions: dict[str, dict[Any, str]] = {}
         self.scores: dict[str, dict[str, Any]] = {}
+        self.loaded_epoch: int | None = None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the weights; remember which epoch they come from (for metrics.json).
+        self.loaded_epoch = checkpoint.get("epoch")
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -122,7 +127,7 @@ class CaptionModule(pl.LightningModule):
                         "these scores are not comparable with full-split scores")
             references = {image_id: references[image_id] for image_id in predictions}
         scores = get_scorer().score(predictions, references, meteor=meteor)
-        scores["complete_split"] = len(references) == len(self.trainer.datamodule.split(split))
+        scores["complete_split"] = len(references) == len(records)
         prefix = "val" if split == "val" else "test"
         for name in METRIC_NAMES:
             if name in scores:
