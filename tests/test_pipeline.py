@@ -4,6 +4,8 @@ import json
 import pytest
 import torch
 
+from conftest import compose
+
 from captionlab.checkpoint import load_module
 from captionlab.data.transforms import build_transform
 from captionlab.data.datamodule import load_image
@@ -50,6 +52,28 @@ def test_best_checkpoint_reproduces_the_test_predictions(tiny_run):
     images = torch.stack([transform(load_image(records[p["image_id"]].image_path)) for p in expected])
     sequences = module.captioner.generate({"image": images}, module.search).best()
     assert [module.vocab.decode(s) for s in sequences] == [p["caption"] for p in expected]
+
+
+def test_every_search_config_decodes_the_trained_model(tiny_run):
+    run, cfg, _ = tiny_run
+    module = load_module(run / "checkpoints" / "best.ckpt")
+    transform = build_transform(module.preprocessing)
+    datamodule = build(cfg.data, "data", preprocessing=module.preprocessing, vocab=module.vocab)
+    images = torch.stack([transform(load_image(r.image_path)) for r in datamodule.split("val")[:8]])
+    greedy = module.captioner.generate({"image": images}, module.search)
+
+    def search(*overrides):
+        return build(compose(list(overrides)).search, "search")
+
+    one_beam = module.captioner.generate({"image": images}, search("search=beam", "search.num_beams=1",
+                                                                   "search.length_penalty=0"))
+    assert [module.vocab.decode(s) for s in one_beam.best()] == [module.vocab.decode(s) for s in greedy.best()]
+    beams = module.captioner.generate({"image": images}, search("search=beam", "search.num_beams=3",
+                                                                "search.num_return_sequences=3"))
+    assert beams.sequences.shape[:2] == (8, 3) and (beams.normalized_scores[:, 0] >= beams.normalized_scores[:, 2]).all()
+    samples = [module.captioner.generate({"image": images}, search("search=sample", "search.seed=5", "search.top_p=0.9"))
+               for _ in range(2)]
+    assert torch.equal(samples[0].sequences, samples[1].sequences)
 
 
 def test_checkpoint_is_plain_data(tiny_run):

@@ -1,0 +1,132 @@
+"""Beam search, batched over images and beams: every tensor is [images, beams, ...] and nothing
+loops over images in Python, so it runs at the speed of the decoder on any device.
+
+Length penalty (Hugging Face's): a hypothesis of `length` tokens (its words plus `<eos>`) with
+summed log-probability `score` ranks by `score / length ** length_penalty`. 0 ranks by the sum
+(favours short captions), 1 by the mean log-probability per token, > 1 favours longer ones.
+
+At each step an image's candidate continuations are ranked by summed log-probability: an `<eos>`
+among the K = `num_beams` best finishes a hypothesis, and the K best that do not end stay open.
+So `num_beams=1` with `length_penalty=0` is greedy search (with a positive penalty, the one beam
+may go on past greedy's `<eos>` when a longer caption could rank higher).
+
+Each image keeps a pool of its K best finished hypotheses. It is done when the pool is full and no
+open beam can still beat the pool's worst: an open beam's sum can only fall, so its best possible
+normalised score is its sum over the largest reachable length (for a positive penalty) or the
+smallest (otherwise). At `max_new_tokens`, open beams finish without `<eos>`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from captionlab.models.decoders.base import CaptionDecoder
+from captionlab.models.encoders import EncoderOutput
+from captionlab.registry import register
+from captionlab.search.base import SearchOutput, SearchStrategy
+
+
+def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values [B, M, ...] -> [B, K, ...]: the entries at index [B, K] of each image."""
+    shape = index.shape + values.shape[2:]
+    return values.gather(1, index.view(*index.shape, *[1] * (values.dim() - 2)).expand(shape))
+
+
+@register
+class BeamSearch(SearchStrategy):
+    def __init__(self, num_beams: int = 3, length_penalty: float = 1.0, num_return_sequences: int = 1, **rules):
+        super().__init__(**rules)
+        if num_beams < 1 or not 1 <= num_return_sequences <= num_beams:
+            raise ValueError(f"need num_beams >= 1 ({num_beams}) and 1 <= num_return_sequences <= num_beams "
+                             f"({num_return_sequences})")
+        self.num_beams, self.length_penalty, self.num_return_sequences = num_beams, length_penalty, num_return_sequences
+
+    def _normalize(self, scores: torch.Tensor, length: int) -> torch.Tensor:
+        return scores / float(length) ** self.length_penalty
+
+    @torch.no_grad()
+    def __call__(self, decoder: CaptionDecoder, memory: EncoderOutput) -> SearchOutput:
+        batch, beams, limit = memory.pooled.shape[0], self.num_beams, self.max_new_tokens
+        device = memory.pooled.device
+        images = torch.arange(batch, device=device)
+        state = decoder.reorder_state(decoder.init_state(memory), images.repeat_interleave(beams))
+        tokens = torch.full((batch * beams,), BOS_ID, dtype=torch.long, device=device)
+        history = torch.empty(batch, beams, 0, dtype=torch.long, device=device)
+        attention_history = None
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        pool = None  # the finished hypotheses: normalized, scores [B, K], sequences [B, K, limit], attentions
+        for step in range(limit):
+            logprobs, state, attention = decoder.step(tokens, state)
+            logprobs = self.constrain(logprobs, history.view(batch * beams, step))
+            vocab = logprobs.shape[-1]
+            if pool is None:
+                # only the first beam is open at the start, so the beams do not all copy it
+                beam_scores = torch.zeros(batch, beams, dtype=logprobs.dtype, device=device)
+                beam_scores[:, 1:] = float("-inf")
+                pool = self._empty_pool(batch, logprobs.dtype, device, attention)
+            candidates = (beam_scores.view(-1, 1) + logprobs).view(batch, beams * vocab)
+            # 2K candidates hold at least K that do not end (each beam has one <eos>)
+            top_scores, top_index = candidates.topk(min(2 * beams, beams * vocab), dim=1)
+            source, token = top_index // vocab, top_index % vocab
+            sequences = torch.cat([_take(history, source), token.unsqueeze(-1)], dim=-1)
+            attentions = None
+            if attention is not None:
+                step_attention = attention.view(batch, beams, 1, -1)
+                attentions = torch.cat([_take(attention_history, source), _take(step_attention, source)], dim=2) \
+                    if attention_history is not None else _take(step_attention, source)
+
+            # as in Hugging Face: only an <eos> among the K best candidates finishes a hypothesis
+            ranked_in = torch.arange(top_index.shape[1], device=device) < beams
+            ends = ((token == EOS_ID) & ranked_in) | (step == limit - 1)
+            entering = self._normalize(top_scores, step + 1).masked_fill(~ends | done.unsqueeze(1), float("-inf"))
+            pool = self._merge(pool, entering, top_scores, sequences, attentions)
+
+            open_scores = top_scores.masked_fill(token == EOS_ID, float("-inf"))
+            beam_scores, keep = open_scores.topk(beams, dim=1)
+            history = _take(sequences, keep)
+            attention_history = _take(attentions, keep) if attentions is not None else None
+            tokens = _take(token, keep).view(-1)
+            rows = (_take(source, keep) + images.unsqueeze(1) * beams).view(-1)
+            state = decoder.reorder_state(state, rows)
+
+            done = done | self._cannot_improve(pool["normalized"], beam_scores, step)
+            if done.all():
+                break
+        return self._output(pool)
+
+    def _cannot_improve(self, pool_normalized: torch.Tensor, beam_scores: torch.Tensor, step: int) -> torch.Tensor:
+        """[B] True where the pool is full and its worst beats what the best open beam can still reach."""
+        reachable = self.max_new_tokens if self.length_penalty > 0 else step + 2
+        best_open = self._normalize(beam_scores[:, 0], reachable)
+        worst_kept = pool_normalized[:, -1]
+        return (worst_kept > float("-inf")) & (best_open <= worst_kept)
+
+    def _empty_pool(self, batch: int, dtype: torch.dtype, device: torch.device, attention) -> dict:
+        beams, limit = self.num_beams, self.max_new_tokens
+        pool = {"normalized": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
+                "scores": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
+                "sequences": torch.full((batch, beams, limit), PAD_ID, dtype=torch.long, device=device)}
+        if attention is not None:
+            pool["attentions"] = attention.new_zeros(batch, beams, limit, attention.shape[-1])
+        return pool
+
+    def _merge(self, pool: dict, normalized: torch.Tensor, scores: torch.Tensor, sequences: torch.Tensor,
+               attentions: torch.Tensor | None) -> dict:
+        """Keep the `num_beams` best of the pool and the entering hypotheses (-inf: not entering)."""
+        pad = self.max_new_tokens - sequences.shape[-1]
+        everything = {"normalized": torch.cat([pool["normalized"], normalized], dim=1),
+                      "scores": torch.cat([pool["scores"], scores], dim=1),
+                      "sequences": torch.cat([pool["sequences"], F.pad(sequences, (0, pad), value=PAD_ID)], dim=1)}
+        if attentions is not None:
+            everything["attentions"] = torch.cat([pool["attentions"], F.pad(attentions, (0, 0, 0, pad))], dim=1)
+        best = everything["normalized"].topk(self.num_beams, dim=1).indices
+        return {key: _take(value, best) for key, value in everything.items()}
+
+    def _output(self, pool: dict) -> SearchOutput:
+        returned = self.num_return_sequences
+        sequences = pool["sequences"][:, :returned]
+        length = max(int((sequences != PAD_ID).sum(dim=-1).max()), 1)
+        attentions = pool["attentions"][:, :returned, :length] if "attentions" in pool else None
+        return SearchOutput(sequences[..., :length], pool["scores"][:, :returned], attentions,
+                            pool["normalized"][:, :returned])
