@@ -59,6 +59,21 @@ def test_reordered_state_continues_like_the_selected_rows(name):
 
 
 @pytest.mark.parametrize("name", DECODERS)
+def test_reordering_beams_keeps_the_image_memory_and_equals_a_full_reorder(name):
+    decoder, memory = _build(name), _memory(batch=2)
+    beams = torch.arange(2).repeat_interleave(3)  # 2 images x 3 beams
+    state = decoder.reorder_state(decoder.init_state(memory), beams)
+    _, state, _ = decoder.step(torch.tensor([4, 5, 6, 7, 8, 9]), state)
+    within_images = torch.tensor([2, 2, 0, 4, 3, 3])
+    full, kept = decoder.reorder_state(state, within_images), decoder.reorder_beams(state, within_images)
+    assert full.keys() == kept.keys() and any(key.startswith("memory") for key in kept)
+    for key in full:
+        torch.testing.assert_close(kept[key], full[key])
+        if key.startswith("memory"):
+            assert kept[key] is state[key]
+
+
+@pytest.mark.parametrize("name", DECODERS)
 def test_greedy_search_runs_on_every_decoder(name):
     decoder, memory = _build(name), _memory()
     output = GreedySearch(max_new_tokens=5)(decoder, memory)

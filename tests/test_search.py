@@ -183,6 +183,9 @@ class _Biased(torch.nn.Module):
     def reorder_state(self, state, index):
         return self.decoder.reorder_state(state, index)
 
+    def reorder_beams(self, state, index):
+        return self.decoder.reorder_beams(state, index)
+
     def step(self, tokens, state):
         logprobs, state, attention = self.decoder.step(tokens, state)
         logprobs = logprobs.clone()

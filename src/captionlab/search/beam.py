@@ -88,7 +88,7 @@ class BeamSearch(SearchStrategy):
             attention_history = _take(attentions, keep) if attentions is not None else None
             tokens = _take(token, keep).view(-1)
             rows = (_take(source, keep) + images.unsqueeze(1) * beams).view(-1)
-            state = decoder.reorder_state(state, rows)
+            state = decoder.reorder_beams(state, rows)
 
             done = done | self._cannot_improve(pool["normalized"], beam_scores, step)
             if done.all():

@@ -40,13 +40,13 @@ class AttentionLSTMDecoder(CaptionDecoder):
     def init_state(self, memory: EncoderOutput) -> State:
         mean = memory.grid.mean(dim=1)
         return {"h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean)),
-                "grid": memory.grid, "grid_projection": self.grid_attention(memory.grid)}
+                "memory_grid": memory.grid, "memory_grid_projection": self.grid_attention(memory.grid)}
 
     def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
         """One step from embedded words [B, E]: (logits [B, V], new state, attention [B, N])."""
-        scores = self.attention_score(torch.tanh(state["grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1)))
+        scores = self.attention_score(torch.tanh(state["memory_grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1)))
         alpha = torch.softmax(scores.squeeze(-1), dim=-1)
-        context = (alpha.unsqueeze(-1) * state["grid"]).sum(dim=1)
+        context = torch.bmm(alpha.unsqueeze(1), state["memory_grid"]).squeeze(1)  # no [B, N, D] temporary
         context = torch.sigmoid(self.gate(state["h"])) * context
         h, c = self.cell(torch.cat([words, context], dim=-1), (state["h"], state["c"]))
         logits = self.output(self.dropout(words + self.hidden_out(h) + self.context_out(context)))

@@ -5,7 +5,10 @@
 - `init_state(memory)` -> state; `step(tokens_t, state)` -> (logprobs [B, V], state, attention
   [B, N] or None); `reorder_state(state, index)` selects/reorders batch rows (beam search).
 
-A state is a dict of batch-first tensors, so one `reorder_state` serves every decoder.
+A state is a dict of batch-first tensors, so one `reorder_state` serves every decoder. Entries whose
+name starts with `memory` depend only on the image (projected grid, cross-attention keys): beam
+search copies them once per beam and then leaves them alone (`reorder_beams`), instead of copying
+megabytes per step.
 """
 from __future__ import annotations
 
@@ -57,6 +60,11 @@ class CaptionDecoder(nn.Module):
 
     def reorder_state(self, state: State, index: torch.Tensor) -> State:
         return {key: value.index_select(0, index) for key, value in state.items()}
+
+    def reorder_beams(self, state: State, index: torch.Tensor) -> State:
+        """`reorder_state` for an index that moves rows only among the beams of the same image,
+        whose `memory*` entries are equal, so those stay as they are."""
+        return {key: value if key.startswith("memory") else value.index_select(0, index) for key, value in state.items()}
 
     def regularization(self) -> torch.Tensor | None:
         """An extra loss term from the last teacher-forced forward (e.g. attention's doubly

@@ -44,10 +44,10 @@ class LSTMDecoder(CaptionDecoder):
     def init_state(self, memory: EncoderOutput) -> State:
         image = self.image_embed(memory.pooled)
         _, (h, c) = self.lstm(image.unsqueeze(1))
-        return {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "image": image}
+        return {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "memory_image": image}
 
     def step(self, tokens: torch.Tensor, state: State):
         hx = (state["h"].transpose(0, 1).contiguous(), state["c"].transpose(0, 1).contiguous())
-        hidden, (h, c) = self.lstm(self._words(tokens, state["image"]).unsqueeze(1), hx)
+        hidden, (h, c) = self.lstm(self._words(tokens, state["memory_image"]).unsqueeze(1), hx)
         logprobs = torch.log_softmax(self.output(hidden[:, 0]), dim=-1)
-        return logprobs, {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "image": state["image"]}, None
+        return logprobs, {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "memory_image": state["memory_image"]}, None

@@ -1,0 +1,202 @@
+"""Speed benchmarks; each prints one JSON line per measurement.
+
+    python scripts/benchmark.py search [--device cpu|cuda] [--images 500] [--naive-images 100]
+    python scripts/benchmark.py feature_cache data.root=<flickr8k> encoder.checkpoint=<weights> [overrides]
+
+search: captions per second of batched greedy and beam 3/5 search for the three Flickr8k decoders
+(the `experiment=flickr8k_*` sizes: 7x7x1280 EfficientNet-Lite0 grid, a Flickr8k-sized vocabulary),
+next to a naive reference that runs beam search one image at a time with Python bookkeeping, as
+the popular Show-Attend-Tell tutorial does, and the transformer's cached decoding next to
+recomputing the whole prefix at every step. The decoders have random weights and every caption
+is exactly `--length` words (`<eos>` is banned before), so every method does the same work.
+
+feature_cache: one training epoch with the cache off, on (extracting), on again (a hit).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: E402
+from captionlab.models.decoders.base import CaptionDecoder  # noqa: E402
+from captionlab.models.encoders import EncoderOutput  # noqa: E402
+from captionlab.registry import build  # noqa: E402
+from captionlab.search import BeamSearch, GreedySearch  # noqa: E402
+
+EXPERIMENTS = {"lstm": "flickr8k_show_tell", "attention": "flickr8k_show_attend_tell", "transformer": "flickr8k_transformer"}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _decoder(name: str, vocab_size: int, feature_dim: int, device: torch.device) -> CaptionDecoder:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={EXPERIMENTS[name]}"])
+    decoder = build(cfg.decoder, "decoder", vocab_size=vocab_size, feature_dim=feature_dim, embeddings_file=None)
+    return decoder.to(device).eval()
+
+
+def naive_beam_search(decoder: CaptionDecoder, memory: EncoderOutput, beams: int, length: int) -> list[int]:
+    """Reference: one image, k beams, finished captions collected in Python lists and k shrinking
+    as beams finish (the tutorial's loop; here every caption is `length` words, so all finish then)."""
+    k, device = beams, memory.grid.device
+    state = decoder.reorder_state(decoder.init_state(memory), torch.zeros(k, dtype=torch.long, device=device))
+    words = torch.full((k,), BOS_ID, dtype=torch.long, device=device)
+    sequences = torch.empty(k, 0, dtype=torch.long, device=device)
+    top_scores = torch.zeros(k, 1, device=device)
+    complete, complete_scores = [], []
+    for step in range(length):
+        logprobs, state, _ = decoder.step(words, state)
+        logprobs[:, [PAD_ID, BOS_ID, UNK_ID, EOS_ID]] = float("-inf")
+        scores = top_scores.expand_as(logprobs) + logprobs
+        flat = scores[0] if step == 0 else scores.view(-1)
+        top_scores_flat, top_words = flat.topk(k)
+        previous, following = top_words // logprobs.shape[1], top_words % logprobs.shape[1]
+        sequences = torch.cat([sequences[previous], following.unsqueeze(1)], dim=1)
+        ended = [i for i, word in enumerate(following.tolist()) if word == EOS_ID or step == length - 1]
+        open_beams = [i for i in range(len(following)) if i not in ended]
+        complete += sequences[ended].tolist()
+        complete_scores += top_scores_flat[ended].tolist()
+        k -= len(ended)
+        if k == 0:
+            break
+        keep = torch.tensor(open_beams, device=device)
+        sequences, top_scores = sequences[keep], top_scores_flat[keep].unsqueeze(1)
+        state = decoder.reorder_state(state, previous[keep])
+        words = following[keep]
+    return complete[max(range(len(complete)), key=complete_scores.__getitem__)]
+
+
+class RecomputingTransformer(CaptionDecoder):
+    """The transformer without its key/value cache: every step runs the whole forward pass again
+    (the prefix and the projection of the grid)."""
+
+    def __init__(self, decoder: CaptionDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def init_state(self, memory: EncoderOutput) -> dict[str, torch.Tensor]:
+        return {"pooled": memory.pooled, "grid": memory.grid,
+                "tokens": torch.empty(memory.grid.shape[0], 0, dtype=torch.long, device=memory.grid.device)}
+
+    def step(self, tokens: torch.Tensor, state: dict[str, torch.Tensor]):
+        prefix = torch.cat([state["tokens"], tokens.unsqueeze(1)], dim=1)
+        logits = self.decoder(EncoderOutput(state["pooled"], state["grid"]), prefix)[:, -1]
+        return torch.log_softmax(logits, dim=-1), {**state, "tokens": prefix}, None
+
+
+def _time(run: Callable[[], object], device: torch.device) -> float:
+    _synchronize(device)
+    started = time.perf_counter()
+    run()
+    _synchronize(device)
+    return time.perf_counter() - started
+
+
+def _batched(decoder, memory: EncoderOutput, search, batch_size: int) -> Callable[[], None]:
+    def run() -> None:
+        with torch.inference_mode():
+            for start in range(0, memory.grid.shape[0], batch_size):
+                end = start + batch_size
+                search(decoder, EncoderOutput(memory.pooled[start:end], memory.grid[start:end]))
+    return run
+
+
+def benchmark_search(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    memory = EncoderOutput(torch.randn(args.images, args.feature_dim, device=device),
+                           torch.randn(args.images, args.grid, args.feature_dim, device=device))
+    fixed = dict(max_new_tokens=args.length, min_new_tokens=args.length)
+    common = {"device": str(device), "threads": torch.get_num_threads(), "words": args.length}
+    for name in args.decoders:
+        decoder = _decoder(name, args.vocab_size, args.feature_dim, device)
+        rates = {}
+        methods = {"greedy": GreedySearch(**fixed), "beam3": BeamSearch(num_beams=3, **fixed),
+                   "beam5": BeamSearch(num_beams=5, **fixed)}
+        _batched(decoder, EncoderOutput(memory.pooled[:8], memory.grid[:8]), methods["beam5"], args.batch_size)()  # warm-up
+        for method, search in methods.items():
+            seconds = _time(_batched(decoder, memory, search, args.batch_size), device)
+            rates[method] = args.images / seconds
+            print(json.dumps({"section": "search", "decoder": name, "method": f"batched_{method}", "images": args.images,
+                              "batch_size": args.batch_size, "seconds": round(seconds, 2),
+                              "captions_per_s": round(rates[method], 1), **common}), flush=True)
+
+        def naive() -> None:
+            with torch.inference_mode():
+                for i in range(args.naive_images):
+                    naive_beam_search(decoder, EncoderOutput(memory.pooled[i:i + 1], memory.grid[i:i + 1]), 5, args.length)
+        seconds = _time(naive, device)
+        naive_rate = args.naive_images / seconds
+        print(json.dumps({"section": "search", "decoder": name, "method": "naive_per_image_beam5",
+                          "images": args.naive_images, "seconds": round(seconds, 2),
+                          "captions_per_s": round(naive_rate, 1), **common}), flush=True)
+        print(json.dumps({"section": "search", "decoder": name, "ratio": "batched_beam5 / naive_per_image_beam5",
+                          "value": round(rates["beam5"] / naive_rate, 1), **common}), flush=True)
+        if name == "transformer":
+            recompute = _time(_batched(RecomputingTransformer(decoder), memory, methods["greedy"], args.batch_size), device)
+            print(json.dumps({"section": "search", "decoder": name, "method": "batched_greedy_recompute_prefix",
+                              "images": args.images, "seconds": round(recompute, 2),
+                              "captions_per_s": round(args.images / recompute, 1), **common}), flush=True)
+            print(json.dumps({"section": "search", "decoder": name, "ratio": "cached / recomputed prefix (greedy)",
+                              "value": round(rates["greedy"] * recompute / args.images, 1), **common}), flush=True)
+
+
+def benchmark_feature_cache(overrides: list[str]) -> None:
+    base = ["data=flickr8k", "encoder=efficientnet_lite0", "trainer.max_epochs=1", "test=false",
+            "trainer.enable_progress_bar=false"]
+    folder = Path(tempfile.mkdtemp(prefix="feature_cache_benchmark_"))
+    for name, extra in (("no_cache", ["data.cache_features=false"]), ("cache_first", []), ("cache_hit", [])):
+        run_dir = folder / name
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "train.py"), *base, *overrides, *extra, f"hydra.run.dir={run_dir}"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        epoch = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
+        log = (run_dir / "train.log").read_text()
+        cache = "hit" if "feature cache hit" in log else "miss" if "feature cache miss" in log else "off"
+        print(json.dumps({"section": "feature_cache", "run": name, "wall_s": round(wall, 1), "cache": cache,
+                          "epoch_train_s": epoch["time/train_s"], "epoch_val_s": epoch["time/val_s"],
+                          "val/bleu4": round(epoch["val/bleu4"], 4), "val/cider": round(epoch["val/cider"], 4)}),
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sections = parser.add_subparsers(dest="section", required=True)
+    search = sections.add_parser("search", help="batched search vs a per-image loop; cached vs recomputed transformer")
+    search.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    search.add_argument("--images", type=int, default=500)
+    search.add_argument("--naive-images", type=int, default=100, help="images for the (slow) per-image reference")
+    search.add_argument("--batch-size", type=int, default=100)
+    search.add_argument("--length", type=int, default=20, help="words per caption")
+    search.add_argument("--decoders", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
+    search.add_argument("--vocab-size", type=int, default=2600)
+    search.add_argument("--feature-dim", type=int, default=1280)
+    search.add_argument("--grid", type=int, default=49)
+    cache = sections.add_parser("feature_cache", help="one epoch with the feature cache off / extracting / hit")
+    cache.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    if args.section == "search":
+        benchmark_search(args)
+    else:
+        benchmark_feature_cache(args.overrides)
+
+
+if __name__ == "__main__":
+    main()
