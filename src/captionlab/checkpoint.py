@@ -34,7 +34,7 @@ def load_module(path: str | Path) -> CaptionModule:
     if missing or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a captionlab checkpoint (missing {', '.join(missing) or 'state_dict'})")
     config = copy.deepcopy(hparams["config"])
-    for section in ("encoder", "decoder", "search", "loss"):
+    for section in ("data", "encoder", "decoder", "search", "loss"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
     config["encoder"].update(pretrained=False, checkpoint=None)

@@ -20,7 +20,8 @@ from captionlab.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-MODULE_SECTIONS = ("encoder", "decoder", "search", "loss", "optim", "metrics")
+# saved in every checkpoint (data too, so that evaluate.py can score a checkpoint by itself)
+MODULE_SECTIONS = ("data", "encoder", "decoder", "search", "loss", "optim", "metrics")
 
 
 def ensure_writable(folder: Path) -> None:

@@ -45,6 +45,7 @@ class CaptionModule(pl.LightningModule):
         self.predictions: dict[str, dict[Any, str]] = {}
         self.scores: dict[str, dict[str, Any]] = {}
         self.loaded_epoch: int | None = None
+        self.per_image_scores = False  # evaluate.py: also score every image (for finding failures)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores the weights; remember which epoch they come from (for metrics.json).
@@ -126,7 +127,7 @@ class CaptionModule(pl.LightningModule):
             log.warning(f"{split}: scoring {len(predictions)} of {len(references)} images (limited run); "
                         "these scores are not comparable with full-split scores")
             references = {image_id: references[image_id] for image_id in predictions}
-        scores = get_scorer().score(predictions, references, meteor=meteor)
+        scores = get_scorer().score(predictions, references, meteor=meteor, per_image=self.per_image_scores)
         scores["complete_split"] = len(references) == len(records)
         prefix = "val" if split == "val" else "test"
         for name in METRIC_NAMES:

@@ -1,0 +1,58 @@
+"""evaluate.py: a checkpoint scored by itself, with the search and data it names or the checkpoint's."""
+import json
+
+import pytest
+from conftest import compose, run_cli
+
+from captionlab.errors import UserError
+from captionlab.evaluate import run_evaluation
+
+
+def _evaluate(run, tmp_path, *overrides):
+    cfg = compose([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"paths.output_dir={tmp_path}",
+                   "metrics.meteor=false", "trainer.enable_progress_bar=false", *overrides], config_name="evaluate")
+    return run_evaluation(cfg)
+
+
+def _scores(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k in ("bleu1", "bleu4", "rouge_l", "cider")}
+
+
+def test_the_checkpoint_alone_reproduces_the_training_runs_test_scores(tiny_run, tmp_path):
+    run, _, summary = tiny_run
+    result = _evaluate(run, tmp_path, "split=test")
+    assert _scores(result["test"]) == pytest.approx(_scores(summary["test"]), abs=1e-9)
+    assert json.loads((tmp_path / "predictions_test.json").read_text()) == \
+        json.loads((run / "predictions_test.json").read_text())
+    per_image = json.loads((tmp_path / "per_image_test.json").read_text())
+    assert len(per_image) == 40 and {"image_id", "caption", "bleu4", "cider"} <= set(per_image[0])
+    mean_cider = sum(row["cider"] for row in per_image) / len(per_image)
+    assert mean_cider == pytest.approx(result["test"]["cider"], rel=1e-6)
+    assert json.loads((tmp_path / "metrics.json").read_text())["search"]["name"] == "GreedySearch"
+
+
+def test_search_named_on_the_command_line_replaces_the_checkpoints(tiny_run, tmp_path):
+    run, _, summary = tiny_run
+    one_beam = _evaluate(run, tmp_path / "one", "search=beam", "search.num_beams=1", "search.length_penalty=0")
+    assert _scores(one_beam["val"]) == pytest.approx(_scores(summary["val"]), abs=1e-9)
+    beam = _evaluate(run, tmp_path / "three", "search=beam", "search.num_beams=3")
+    assert beam["search"]["num_beams"] == 3 and beam["search"]["name"] == "BeamSearch"
+    assert (tmp_path / "three" / "predictions_val.json").is_file()
+
+
+def test_bad_requests_are_one_line_errors(tiny_run, tmp_path):
+    run, _, _ = tiny_run
+    with pytest.raises(UserError, match="split=train"):
+        _evaluate(run, tmp_path, "split=train")
+    with pytest.raises(UserError, match="checkpoint not found"):
+        run_evaluation(compose(["ckpt_path=/nonexistent.ckpt", f"paths.output_dir={tmp_path}"], config_name="evaluate"))
+
+
+def test_command_line(tiny_run, tmp_path):
+    run, _, _ = tiny_run
+    result = run_cli("evaluate.py", f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "split=test", "search=beam",
+                     "search.num_beams=2", "metrics.meteor=false", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "bleu4" in result.stdout and (tmp_path / "metrics.json").is_file()
+    missing = run_cli("evaluate.py", f"hydra.run.dir={tmp_path / 'x'}")
+    assert missing.returncode != 0 and "ckpt_path" in missing.stderr
