@@ -1,0 +1,114 @@
+"""The pipeline behind `python caption.py ckpt_path=... images=<file|folder|glob>`: caption your
+own images with a checkpoint alone, and draw where attending decoders looked."""
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from omegaconf import DictConfig, OmegaConf
+
+from captionlab.checkpoint import load_module
+from captionlab.data.transforms import build_transform
+from captionlab.data.vocab import PAD_ID
+from captionlab.errors import UserError
+from captionlab.train import ensure_writable
+from captionlab.utils.io import write_json
+from captionlab.viz.attention import attention_overlay, model_view
+
+log = logging.getLogger(__name__)
+
+
+def find_images(spec: str) -> list[Path]:
+    """A file, a folder (every file in it and below, hidden ones excepted) or a glob pattern."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise UserError(f"images={spec}: the folder is empty; point images= at image files")
+        return files
+    if glob.has_magic(spec):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not files:
+            raise UserError(f"images={spec}: the pattern matches no files")
+        return files
+    raise UserError(f"images={spec}: no such file or folder")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name}: no CUDA device here; use device=cpu")
+    return torch.device(name)
+
+
+def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
+    output_dir = Path(cfg.paths.output_dir)
+    ensure_writable(output_dir)
+    files = find_images(str(cfg.images))
+    module = load_module(cfg.ckpt_path)
+    if cfg.get("search"):
+        module.set_search(OmegaConf.to_container(cfg.search, resolve=True))
+    device = _device(str(cfg.device))
+    captioner = module.captioner.to(device).eval()
+    transform = build_transform(module.preprocessing)
+
+    images, skipped = [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                images.append((path, transform(image.convert("RGB"))))
+        except OSError as err:
+            skipped.append(path)
+            log.warning("skipped %s: not a readable image (%s)", path, err)
+    if not images:
+        raise UserError(f"images={cfg.images}: none of the {len(files)} files is a readable image")
+
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(images), int(cfg.batch_size)):
+        batch = images[start:start + int(cfg.batch_size)]
+        output = captioner.generate({"image": torch.stack([t for _, t in batch]).to(device)}, module.search)
+        for row, (path, pixels) in enumerate(batch):
+            hypotheses = [{"caption": module.vocab.decode(seq), "score": float(score)}
+                          for seq, score in zip(output.sequences[row], output.scores[row])]
+            result = {"image": str(path), "caption": hypotheses[0]["caption"], "hypotheses": hypotheses}
+            if cfg.overlays and output.attentions is not None:
+                name = f"{len(results):05d}_{path.stem}.png"
+                result["overlay"] = str(_write_overlay(output_dir / "overlays" / name, pixels, module, output, row))
+            results.append(result)
+            _print(result)
+
+    write_json(output_dir / "captions.json", results)
+    with (output_dir / "captions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "rank", "caption", "score"])
+        for result in results:
+            for rank, hypothesis in enumerate(result["hypotheses"], 1):
+                writer.writerow([result["image"], rank, hypothesis["caption"], f"{hypothesis['score']:.4f}"])
+    log.info("captioned %d images, skipped %d (not images); results in %s", len(results), len(skipped), output_dir)
+    return results
+
+
+def _print(result: dict[str, Any]) -> None:
+    if len(result["hypotheses"]) == 1:
+        print(f"{result['image']}: {result['caption']}")
+        return
+    print(result["image"])
+    for rank, hypothesis in enumerate(result["hypotheses"], 1):
+        print(f"  {rank}. {hypothesis['score']:8.3f}  {hypothesis['caption']}")
+
+
+def _write_overlay(target: Path, pixels: torch.Tensor, module, output, row: int) -> Path:
+    """The best caption's words (and `<eos>` when it ended) with their attention maps."""
+    tokens = [int(t) for t in output.sequences[row, 0] if int(t) != PAD_ID]
+    words = [module.vocab.words[t] for t in tokens]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    attention_overlay(model_view(pixels, module.preprocessing), words, output.attentions[row, 0, :len(tokens)]).save(target)
+    return target
