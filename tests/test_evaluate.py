@@ -56,3 +56,40 @@ def test_command_line(tiny_run, tmp_path):
     assert "bleu4" in result.stdout and (tmp_path / "metrics.json").is_file()
     missing = run_cli("evaluate.py", f"hydra.run.dir={tmp_path / 'x'}")
     assert missing.returncode != 0 and "ckpt_path" in missing.stderr
+
+
+def _score_file(predictions, cache_dir, tmp_path):
+    from conftest import TINY_OVERRIDES
+
+    data = [o for o in TINY_OVERRIDES if o.startswith("data.")]
+    cfg = compose([f"predictions={predictions}", "data=shapes", *data, f"paths.cache_dir={cache_dir}",
+                   f"paths.output_dir={tmp_path}", "metrics.meteor=false", "split=test"], config_name="evaluate")
+    return run_evaluation(cfg)
+
+
+def test_a_results_file_from_any_system_scores_like_our_own(tiny_run, cache_dir, tmp_path):
+    run, _, summary = tiny_run
+    result = _score_file(run / "predictions_test.json", cache_dir, tmp_path)
+    assert _scores(result["test"]) == pytest.approx(_scores(summary["test"]), abs=1e-9)
+    assert result["test"]["distinct_words"] > 3 and 0 <= result["test"]["novel_captions"] <= 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not JSON"),
+    ('{"image_id": 1}', "COCO results format"),
+    ('[{"image_id": "test_00000.png", "caption": "a"}, {"image_id": "test_00000.png", "caption": "b"}]', "more than one"),
+    ('[{"image_id": "elsewhere.png", "caption": "a"}]', "not in this split"),
+    ('[{"image_id": "test_00000.png", "caption": "a"}]', "have no prediction"),
+])
+def test_bad_results_files_are_one_line_errors(tiny_run, cache_dir, tmp_path, content, message):
+    bad = tmp_path / "results.json"
+    bad.write_text(content)
+    with pytest.raises(UserError, match=message):
+        _score_file(bad, cache_dir, tmp_path / "out")
+
+
+def test_diversity_figures():
+    from captionlab.metrics.diversity import diversity
+
+    figures = diversity({1: "A dog runs.", 2: "a cat sits", 3: "a dog runs"}, ["a dog runs", "a bird flies"])
+    assert figures == {"distinct_words": 5, "novel_captions": pytest.approx(1 / 3), "mean_length": 3.0}

@@ -1,8 +1,15 @@
-"""The evaluation pipeline behind `python evaluate.py ckpt_path=... split=val|test`: the model,
-vocabulary and preprocessing come from the checkpoint; the command line may replace the search
-settings and the data; results go into a run folder of their own."""
+"""The evaluation pipeline behind `python evaluate.py`.
+
+- `ckpt_path=... split=val|test`: the model, vocabulary, preprocessing and data come from the
+  checkpoint; a search or data group named on the command line replaces the checkpoint's.
+- `predictions=<COCO results file> data=... split=...`: score captions made by any other system
+  on exactly the same references and scoring path.
+
+Results go into a run folder of their own (`outputs/eval/runs/<time>/`).
+"""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from captionlab.checkpoint import load_module
 from captionlab.data.records import canonical_split
 from captionlab.errors import UserError
+from captionlab.metrics.diversity import diversity
+from captionlab.metrics.scorer import get_scorer
 from captionlab.registry import build
 from captionlab.train import ensure_writable, metrics_table
 from captionlab.utils.io import write_json, write_predictions
@@ -30,22 +39,37 @@ def _section(cfg: DictConfig, name: str) -> dict[str, Any] | None:
     return OmegaConf.to_container(node, resolve=True) if node else None
 
 
-def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    split = canonical_split(str(cfg.split))
-    if split not in EVALUATED_SPLITS:
-        raise UserError(f"split={cfg.split}: choose val (dev) or test")
-    if not cfg.get("ckpt_path"):
-        raise UserError("ckpt_path is required: python evaluate.py ckpt_path=<run>/checkpoints/best.ckpt split=val")
-    output_dir = Path(cfg.paths.output_dir)
-    ensure_writable(output_dir)
+def read_results_file(path: str | Path, references: dict[Any, list[str]]) -> dict[Any, str]:
+    """A COCO results file `[{"image_id": ..., "caption": ...}]` covering every image of the split."""
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"predictions file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not JSON ({err}); expected COCO results [{{\"image_id\", \"caption\"}}]") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"image_id", "caption"} <= set(e) for e in entries):
+        raise UserError(f"{path}: expected COCO results format, a list of {{\"image_id\": ..., \"caption\": ...}}")
+    predictions: dict[Any, str] = {}
+    for entry in entries:
+        if entry["image_id"] in predictions:
+            raise UserError(f"{path}: image_id {entry['image_id']!r} has more than one caption; keep one per image")
+        predictions[entry["image_id"]] = str(entry["caption"])
+    unknown = [i for i in predictions if i not in references]
+    if unknown:
+        raise UserError(f"{path}: {len(unknown)} image ids are not in this split (e.g. {unknown[0]!r}); "
+                        "check data= and split=")
+    return predictions
 
+
+def _caption_with_checkpoint(cfg: DictConfig, split: str):
+    """(datamodule, predictions, scores) of the checkpoint's captions of `split`."""
     module = load_module(cfg.ckpt_path)
     search = _section(cfg, "search")
     if search is not None:
         module.set_search(search)
     module.config["metrics"] = {"meteor_every_epoch": False, "meteor_final": bool(cfg.metrics.meteor)}
     module.per_image_scores = True
-
     data = _section(cfg, "data") or module.config.get("data")
     if data is None:
         raise UserError(f"{cfg.ckpt_path} does not record its data: name it, e.g. data=flickr8k data.root=<folder>")
@@ -55,20 +79,45 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
         log.info(datamodule.report[-1])
     datamodule.test_split = split
-
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
-    scores = dict(module.scores[split])
-    per_image = scores.pop("per_image")
+    source = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "search": module.search.config()}
+    return datamodule, module.predictions[split], dict(module.scores[split]), source
 
-    summary = {split: scores, "checkpoint": str(Path(cfg.ckpt_path).resolve()), "search": module.search.config(),
-               "data": datamodule.name}
-    if trainer.is_global_zero:
+
+def _score_results_file(cfg: DictConfig, split: str):
+    data = _section(cfg, "data")
+    if data is None:
+        raise UserError("predictions= needs the data it was made for: add data=<name> data.root=<folder>")
+    datamodule = build(data, "data")
+    references = datamodule.references(split)
+    predictions = read_results_file(cfg.predictions, references)
+    scores = get_scorer().score(predictions, references, meteor=bool(cfg.metrics.meteor), per_image=True)
+    return datamodule, predictions, scores, {"predictions": str(Path(cfg.predictions).resolve())}
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    split = canonical_split(str(cfg.split))
+    if split not in EVALUATED_SPLITS:
+        raise UserError(f"split={cfg.split}: choose val (dev) or test")
+    if not cfg.get("ckpt_path") and not cfg.get("predictions"):
+        raise UserError("give ckpt_path=<run>/checkpoints/best.ckpt (or predictions=<COCO results file> data=...)")
+    output_dir = Path(cfg.paths.output_dir)
+    ensure_writable(output_dir)
+
+    evaluate = _score_results_file if cfg.get("predictions") else _caption_with_checkpoint
+    datamodule, predictions, scores, source = evaluate(cfg, split)
+    per_image = scores.pop("per_image")
+    scores.update(diversity(predictions, (c for r in datamodule.split("train") for c in r.captions)))
+
+    summary = {split: scores, **source, "data": datamodule.name}
+    if pl.utilities.rank_zero.rank_zero_only.rank == 0:
         write_json(output_dir / "metrics.json", summary)
-        write_predictions(output_dir / f"predictions_{split}.json", module.predictions[split])
+        write_predictions(output_dir / f"predictions_{split}.json", predictions)
         write_json(output_dir / f"per_image_{split}.json",
-                   [{"image_id": image_id, "caption": module.predictions[split][image_id], **values}
-                    for image_id, values in per_image.items()])
+                   [{"image_id": image_id, "caption": predictions[image_id], **values} for image_id, values in per_image.items()])
         print(metrics_table({split: scores}))
+        print(f"diversity: {scores['distinct_words']} distinct words, {100 * scores['novel_captions']:.1f}% of captions "
+              f"not in the training captions, {scores['mean_length']:.2f} words per caption")
         log.info("run folder: %s", output_dir)
     return summary
