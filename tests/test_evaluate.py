@@ -38,6 +38,9 @@ def test_search_named_on_the_command_line_replaces_the_checkpoints(tiny_run, tmp
     beam = _evaluate(run, tmp_path / "three", "search=beam", "search.num_beams=3")
     assert beam["search"]["num_beams"] == 3 and beam["search"]["name"] == "BeamSearch"
     assert (tmp_path / "three" / "predictions_val.json").is_file()
+    short = _evaluate(run, tmp_path / "short", "search=greedy", "search.max_new_tokens=3")
+    captions = json.loads((tmp_path / "short" / "predictions_val.json").read_text())
+    assert all(len(c["caption"].split()) <= 3 for c in captions) and short["val"]["mean_length"] <= 3
 
 
 def test_bad_requests_are_one_line_errors(tiny_run, tmp_path):

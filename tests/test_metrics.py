@@ -116,3 +116,21 @@ def test_python_tokenizer_agrees_with_ptb_on_real_captions():
     ours, java = tokenizer.python_tokenize(captions), tokenizer.ptb_tokenize(captions)
     disagreements = [(c, a, b) for c, a, b in zip(captions, ours, java) if a != b]
     assert len(disagreements) <= len(captions) // 1000, disagreements[:5]
+
+
+def test_spice_is_optional_with_a_clear_message(monkeypatch):
+    from captionlab.metrics import scorer
+
+    monkeypatch.setattr(scorer, "spice_missing", lambda: "SPICE needs Stanford CoreNLP 3.6.0 (...)")
+    with pytest.warns(UserWarning, match="SPICE skipped: SPICE needs Stanford CoreNLP"):
+        scores = CaptionScorer().score(PREDICTIONS, REFERENCES, meteor=False, spice=True)
+    assert "spice" not in scores and scores["cider"] > 0
+
+
+def test_spice_says_what_it_lacks_here():
+    from captionlab.metrics.scorer import spice_missing
+
+    reason = spice_missing()
+    if reason is None:
+        pytest.skip("SPICE can run on this machine")
+    assert "Java" in reason or "get_stanford_models" in reason

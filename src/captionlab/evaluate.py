@@ -68,7 +68,8 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
     search = _section(cfg, "search")
     if search is not None:
         module.set_search(search)
-    module.config["metrics"] = {"meteor_every_epoch": False, "meteor_final": bool(cfg.metrics.meteor)}
+    module.config["metrics"] = {"meteor_every_epoch": False, "meteor_final": bool(cfg.metrics.meteor),
+                                "spice": bool(cfg.metrics.spice)}
     module.per_image_scores = True
     data = _section(cfg, "data") or module.config.get("data")
     if data is None:
@@ -92,7 +93,8 @@ def _score_results_file(cfg: DictConfig, split: str):
     datamodule = build(data, "data")
     references = datamodule.references(split)
     predictions = read_results_file(cfg.predictions, references)
-    scores = get_scorer().score(predictions, references, meteor=bool(cfg.metrics.meteor), per_image=True)
+    scores = get_scorer().score(predictions, references, meteor=bool(cfg.metrics.meteor), per_image=True,
+                                  spice=bool(cfg.metrics.spice))
     return datamodule, predictions, scores, {"predictions": str(Path(cfg.predictions).resolve())}
 
 

@@ -6,6 +6,7 @@ METEOR's Java process starts once (~8 s) and is reused.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
 from pycocoevalcap.bleu.bleu import Bleu
@@ -15,7 +16,22 @@ from pycocoevalcap.rouge.rouge import Rouge
 from captionlab.errors import UserError
 from captionlab.metrics.tokenizer import JAVA_HELP, java_available, tokenize_for_scoring
 
-METRIC_NAMES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+METRIC_NAMES = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "spice")
+
+
+def spice_missing() -> str | None:
+    """Why SPICE cannot run here (None: it can). It needs Java and Stanford CoreNLP 3.6.0, which
+    pycocoevalcap would download (~400 MB) on first use: never attempted behind the caller's back."""
+    if not java_available():
+        return f"SPICE needs Java: {JAVA_HELP}"
+    from pycocoevalcap.spice import get_stanford_models as models
+
+    lib = Path(models.SPICEDIR) / models.SPICELIB
+    if not (lib / f"{models.JAR}.jar").is_file():
+        return (f"SPICE needs Stanford CoreNLP 3.6.0 ({models.JAR}.jar and {models.JAR}-models.jar in {lib}); "
+                "fetch them once online with: python -c 'from pycocoevalcap.spice.get_stanford_models import "
+                "get_stanford_models as g; g()'")
+    return None
 
 
 class CaptionScorer:
@@ -35,6 +51,7 @@ class CaptionScorer:
         references: Mapping[Hashable, Sequence[str]],
         meteor: bool = True,
         per_image: bool = False,
+        spice: bool = False,
     ) -> dict[str, Any]:
         """Corpus scores over every image of `references`; each must have a prediction.
 
@@ -56,6 +73,14 @@ class CaptionScorer:
                 scores["meteor"] = float(self._meteor_scorer().compute_score(gts, res)[0])
             else:
                 warnings.warn(f"METEOR skipped: Java not found; {JAVA_HELP}", stacklevel=2)
+        if spice:
+            reason = spice_missing()
+            if reason is None:
+                from pycocoevalcap.spice.spice import Spice
+
+                scores["spice"] = float(Spice().compute_score(gts, res)[0])
+            else:
+                warnings.warn(f"SPICE skipped: {reason}", stacklevel=2)
         scores["num_images"] = len(ids)
         if per_image:
             scores["per_image"] = {

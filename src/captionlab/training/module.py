@@ -127,7 +127,8 @@ class CaptionModule(pl.LightningModule):
             log.warning(f"{split}: scoring {len(predictions)} of {len(references)} images (limited run); "
                         "these scores are not comparable with full-split scores")
             references = {image_id: references[image_id] for image_id in predictions}
-        scores = get_scorer().score(predictions, references, meteor=meteor, per_image=self.per_image_scores)
+        scores = get_scorer().score(predictions, references, meteor=meteor, per_image=self.per_image_scores,
+                                         spice=bool(metrics.get("spice", False)) and not self._fitting)
         scores["complete_split"] = len(references) == len(records)
         prefix = "val" if split == "val" else "test"
         for name in METRIC_NAMES:
