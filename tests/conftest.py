@@ -13,6 +13,10 @@ SHARED = ROOT.parent / "shared"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["CAPTIONLAB_ROOT"] = str(ROOT)
 
+from captionlab.cli import register_resolvers  # noqa: E402
+
+register_resolvers()  # as the entry points do
+
 # Tiny but real: the shapes generator, the default encoder and decoder, a few epochs.
 TINY_OVERRIDES = [
     "data.source.num_train=240",

@@ -29,6 +29,19 @@ def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
                 raise UserError(f"unknown {group} option '{option}'; choose one of: {', '.join(available)}")
 
 
+def register_resolvers() -> None:
+    """`${ensure_dir:<path>}`: the path, created if missing (e.g. the sweep folder that holds an
+    Optuna study, which the sweeper opens before Hydra creates the folder)."""
+    from omegaconf import OmegaConf
+
+    def ensure_dir(path: str) -> str:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return path
+
+    if not OmegaConf.has_resolver("ensure_dir"):
+        OmegaConf.register_new_resolver("ensure_dir", ensure_dir)
+
+
 def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[], Any]:
     """Wrap `task(cfg)` ('module:function', imported only when it runs, so that --help and --cfg
     are quick) as a Hydra main; UserError -> 'error: ...' on stderr, exit status 2."""
@@ -41,6 +54,7 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
     from omegaconf.errors import OmegaConfBaseException
 
     os.environ.setdefault("CAPTIONLAB_ROOT", str(conf_dir.parent))
+    register_resolvers()
     # Let exceptions reach `entry` (which turns the user's mistakes into one line) instead of
     # Hydra's multi-line report.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")

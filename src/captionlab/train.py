@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
 from captionlab.registry import build
+from captionlab.training.loggers import fill_identity, finish_loggers, run_hparams, run_identity
 from captionlab.training.module import CaptionModule
 from captionlab.utils.io import write_json, write_predictions
 from captionlab.utils.provenance import provenance
@@ -67,8 +68,27 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
         log.info(datamodule.report[-1])
 
+    fill_identity(cfg.get("logger"), run_identity(cfg, hydra_choices()))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
                                       logger=instantiate_all(cfg.get("logger")) or False)
+    try:
+        return _fit_and_score(cfg, trainer, module, datamodule, output_dir)
+    finally:
+        finish_loggers(trainer.loggers)
+
+
+def hydra_choices() -> dict[str, str]:
+    """The config group options of this run (empty when the config was not composed by a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    return {k: v for k, v in HydraConfig.get().runtime.choices.items() if v and not k.startswith("hydra")}
+
+
+def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptionModule, datamodule, output_dir: Path) -> dict[str, Any]:
+    for logger in trainer.loggers:
+        logger.log_hyperparams(run_hparams(cfg, module))
     datamodule.vocab.save(output_dir / "vocab.json")
     write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
     write_json(output_dir / "search.json", module.search.config())

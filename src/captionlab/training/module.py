@@ -38,8 +38,9 @@ class CaptionModule(pl.LightningModule):
         self.search = build(config["search"], "search")
         self.loss = build(config["loss"], "loss")
         self.config = config
+        # loggers get a flat view with parameter counts instead (train.py), not the vocabulary
         self.save_hyperparameters({"config": config, "vocab": list(vocab),
-                                   "preprocessing": preprocessing or encoder.preprocessing, "stage": stage})
+                                   "preprocessing": preprocessing or encoder.preprocessing, "stage": stage}, logger=False)
         self.generated = GeneratedCaptions(max_len=self.search.max_new_tokens)
         self.register_buffer("cider_best", torch.tensor(0.0))
         self.predictions: dict[str, dict[Any, str]] = {}
@@ -73,6 +74,7 @@ class CaptionModule(pl.LightningModule):
         if extra is not None:
             loss = loss + extra
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=tokens.shape[0])
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def configure_optimizers(self) -> Any:

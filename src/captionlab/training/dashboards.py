@@ -1,0 +1,79 @@
+"""Sample captions and attention overlays for the dashboards, at every validation.
+
+The same fixed val images every time, so a run's progress can be seen. Every run folder keeps
+them in `samples.jsonl`; W&B gets a table and images, TensorBoard a text table and images; other
+loggers nothing extra.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from captionlab.data.datamodule import load_image
+from captionlab.data.vocab import PAD_ID
+from captionlab.registry import register
+from captionlab.viz.attention import attention_overlay, model_view
+
+
+def _wandb(logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int) -> None:
+    import wandb
+
+    table = wandb.Table(columns=["image", "image_id", "caption", "references"],
+                        data=[[wandb.Image(view), r["image_id"], r["caption"], "\n".join(r["references"])]
+                              for r, view in zip(rows, views)])
+    logger.experiment.log({"val/samples": table, "trainer/global_step": step})
+    if overlays:
+        logger.log_image("val/attention", images=overlays, step=step)
+
+
+def _tensorboard(logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int) -> None:
+    import numpy as np
+
+    lines = ["| image | caption | references |", "| --- | --- | --- |"]
+    lines += [f"| {r['image_id']} | {r['caption']} | {' / '.join(r['references'])} |" for r in rows]
+    logger.experiment.add_text("val/samples", "\n".join(lines), step)
+    for index, overlay in enumerate(overlays):
+        logger.experiment.add_image(f"val/attention/{index}", np.asarray(overlay), step, dataformats="HWC")
+
+
+SHOW: dict[type, Callable] = {pl.loggers.WandbLogger: _wandb, pl.loggers.TensorBoardLogger: _tensorboard}
+
+
+@register
+class SampleCaptions(pl.Callback):
+    """After each validation: captions of the first `num_images` val images (with references) and
+    the attention overlays of the first `num_overlays`, to `path` and to the dashboards."""
+
+    def __init__(self, path: str, num_images: int = 8, num_overlays: int = 2):
+        self.path, self.num_images, self.num_overlays = Path(path), num_images, num_overlays
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not module._fitting or self.num_images <= 0:
+            return
+        datamodule = trainer.datamodule
+        records = datamodule.split("val")[: self.num_images]
+        pixels = torch.stack([datamodule.transform(load_image(r.image_path)) for r in records])
+        output = module.captioner.generate({"image": pixels.to(module.device)}, module.search)
+        rows, overlays = [], []
+        for index, (record, tokens) in enumerate(zip(records, output.best())):
+            rows.append({"image_id": record.image_id, "caption": module.vocab.decode(tokens),
+                         "references": list(record.captions)})
+            if output.attentions is not None and index < self.num_overlays:
+                kept = [int(t) for t in tokens if int(t) != PAD_ID]
+                words = [module.vocab.words[t] for t in kept]
+                overlays.append(attention_overlay(model_view(pixels[index], module.preprocessing), words,
+                                                  output.attentions[index, 0, :len(kept)]))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}) + "\n")
+        views = [model_view(p, module.preprocessing) for p in pixels]
+        for logger in trainer.loggers:
+            show = next((f for kind, f in SHOW.items() if isinstance(logger, kind)), None)
+            if show is not None:
+                show(logger, rows, views, overlays, trainer.global_step)
