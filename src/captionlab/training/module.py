@@ -74,7 +74,8 @@ class CaptionModule(pl.LightningModule):
         if extra is not None:
             loss = loss + extra
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=tokens.shape[0])
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def configure_optimizers(self) -> Any:
