@@ -1,5 +1,6 @@
 from captionlab.training.callbacks import MetricsHistory
 from captionlab.training.losses import CrossEntropyLoss
 from captionlab.training.module import CaptionModule
+from captionlab.training import schedules  # noqa: F401  (registers the schedules)
 
 __all__ = ["MetricsHistory", "CrossEntropyLoss", "CaptionModule"]

@@ -6,6 +6,7 @@ self-contained, and nothing in it is a pickled object.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 
 from captionlab.data.vocab import Vocabulary
+from captionlab.training.rng import capture_rng_states, restore_rng_states
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
 from captionlab.models.captioner import Captioner
@@ -48,9 +50,15 @@ class CaptionModule(pl.LightningModule):
         self.loaded_epoch: int | None = None
         self.per_image_scores = False  # evaluate.py: also score every image (for finding failures)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = capture_rng_states()
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores the weights; remember which epoch they come from (for metrics.json).
         self.loaded_epoch = checkpoint.get("epoch")
+        # resuming training (not scoring a checkpoint): continue the random streams exactly
+        if "rng_states" in checkpoint and self._trainer is not None and self._fitting:
+            restore_rng_states(checkpoint["rng_states"])
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -88,7 +96,10 @@ class CaptionModule(pl.LightningModule):
         optimizer = instantiate(optim["optimizer"])(groups)
         if not optim.get("scheduler"):
             return optimizer
-        scheduler = instantiate(optim["scheduler"])(optimizer)
+        factory = instantiate(optim["scheduler"])
+        needs_total = "total_steps" in inspect.signature(factory.func).parameters if hasattr(factory, "func") else False
+        extra = {"total_steps": int(self.trainer.estimated_stepping_batches)} if needs_total else {}
+        scheduler = factory(optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": optim.get("interval", "epoch")}}
 
     # generation and scoring ------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Exact resume and the training options: a run stopped after epoch 1 and resumed ends exactly like
+an uninterrupted one."""
+import json
+
+import pytest
+import torch
+from conftest import compose
+
+from captionlab.training.schedules import inverse_sqrt, warmup_cosine
+
+RESUME = ["data.source.num_train=96", "data.source.num_val=16", "data.source.num_test=16", "data.batch_size=16",
+          "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+          "metrics.meteor_final=false", "logger=none", "callbacks.sample_captions.num_images=0",
+          "decoder.hidden_dim=32", "decoder.embed_dim=16", "decoder.dropout=0.3", "optim.optimizer.lr=5e-3"]
+
+
+def _train(folder, cache_dir, *overrides):
+    from captionlab.train import run_training
+
+    return run_training(compose([*RESUME, f"paths.output_dir={folder}", f"paths.cache_dir={cache_dir}", *overrides]))
+
+
+def _numbers(summary):
+    return {f"{split}/{k}": v for split in ("val", "test") for k, v in summary[split].items() if isinstance(v, float)}
+
+
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir):
+    whole = _train(tmp_path / "whole", cache_dir)
+    _train(tmp_path / "stopped", cache_dir, "+trainer.max_steps=6", "test=false")  # stops after epoch 1 of 2
+    stopped = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in stopped] == [0]
+    resumed = _train(tmp_path / "resumed", cache_dir, f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}")
+    history = [json.loads(line) for line in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (tmp_path / "resumed" / "history.jsonl").read_text().splitlines()]
+    assert again[-1]["epoch"] == 1 and again[-1]["train/loss"] == pytest.approx(history[-1]["train/loss"], abs=1e-6)
+    assert _numbers(resumed) == pytest.approx(_numbers(whole), abs=1e-9)
+
+
+def test_schedules_warm_up_then_decay():
+    parameter = [torch.nn.Parameter(torch.zeros(1))]
+
+    def rates(make, steps):
+        optimizer = torch.optim.SGD(parameter, lr=1.0)
+        schedule, seen = make(optimizer), []
+        for _ in range(steps):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return seen
+
+    cosine = rates(lambda o: warmup_cosine(o, warmup_steps=10, total_steps=100, min_lr_ratio=0.1), 100)
+    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0) and cosine[-1] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
+    noam = rates(lambda o: inverse_sqrt(o, warmup_steps=10), 40)
+    assert noam[9] == pytest.approx(1.0) and noam[39] == pytest.approx(0.5) and max(noam) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("optim", ["adam_warmup_cosine", "adam_inverse_sqrt", "adam_step"])
+def test_schedule_configs_train(optim, tmp_path, cache_dir):
+    summary = _train(tmp_path, cache_dir, f"optim={optim}", "trainer.max_epochs=1", "test=false",
+                     "optim.scheduler.warmup_steps=2" if optim != "adam_step" else "optim.scheduler.step_size=1")
+    assert summary["val"]["num_images"] == 16
