@@ -26,21 +26,29 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read checkpoint {path}: not a safe captionlab checkpoint or corrupt ({first_line[:200]})") from None
 
 
-def load_module(path: str | Path) -> CaptionModule:
-    """Rebuild the model, vocabulary and preprocessing from the checkpoint alone."""
+def load_module(path: str | Path, training: dict[str, Any] | None = None) -> CaptionModule:
+    """Rebuild the model, vocabulary and preprocessing from the checkpoint alone.
+
+    `training`: config sections (data, search, loss, optim, metrics) that replace the checkpoint's,
+    to start a new training stage from its weights (`train.py init_from=...`); the model
+    (encoder, decoder) always comes from the checkpoint, and the stage from the new loss."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters", {})
     missing = [key for key in REQUIRED if key not in hparams]
     if missing or "state_dict" not in checkpoint:
         raise UserError(f"{path} is not a captionlab checkpoint (missing {', '.join(missing) or 'state_dict'})")
     config = copy.deepcopy(hparams["config"])
+    stage = hparams["stage"]
+    if training:
+        config.update({k: v for k, v in copy.deepcopy(training).items() if k not in ("encoder", "decoder")})
+        stage = None
     for section in ("data", "encoder", "decoder", "search", "loss"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
     config["encoder"].update(pretrained=False, checkpoint=None)
     if "embeddings_file" in config["decoder"]:
         config["decoder"]["embeddings_file"] = None
-    module = CaptionModule(config, hparams["vocab"], hparams["preprocessing"], hparams["stage"])
+    module = CaptionModule(config, hparams["vocab"], hparams["preprocessing"], stage)
     try:
         module.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError as err:

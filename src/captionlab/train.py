@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from captionlab.checkpoint import load_module
 from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
 from captionlab.registry import build
@@ -58,12 +59,19 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     ensure_writable(output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build(cfg.data, "data")
+    module_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in MODULE_SECTIONS}
+    if cfg.get("init_from"):
+        # a new stage (e.g. loss=scst) from a trained checkpoint: its model, vocabulary and preprocessing
+        module = load_module(cfg.init_from, training=module_config)
+        log.info("initialised from %s (stage %s)", cfg.init_from, module.hparams["stage"])
+        datamodule = build(cfg.data, "data", vocab=module.vocab)
+    else:
+        module, datamodule = None, build(cfg.data, "data")
     datamodule.prepare()
     for line in datamodule.report:
         log.info(line)
-    module_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in MODULE_SECTIONS}
-    module = CaptionModule(module_config, datamodule.vocab.words)
+    if module is None:
+        module = CaptionModule(module_config, datamodule.vocab.words)
     datamodule.set_preprocessing(module.preprocessing)
     if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
         log.info(datamodule.report[-1])

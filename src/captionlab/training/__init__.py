@@ -2,5 +2,6 @@ from captionlab.training.callbacks import MetricsHistory
 from captionlab.training.losses import CrossEntropyLoss
 from captionlab.training.module import CaptionModule
 from captionlab.training import schedules  # noqa: F401  (registers the schedules)
+from captionlab.training.scst import SelfCriticalLoss
 
-__all__ = ["MetricsHistory", "CrossEntropyLoss", "CaptionModule"]
+__all__ = ["MetricsHistory", "CrossEntropyLoss", "SelfCriticalLoss", "CaptionModule"]

@@ -1,5 +1,8 @@
-"""Training losses; `loss=` config group."""
+"""Training objectives (`loss=` group). Each owns its training step: `prepare(datamodule)` once
+before fitting, then `step(captioner, batch)` -> {"loss": ..., other figures to log}."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,10 +16,21 @@ from captionlab.registry import register
 class CrossEntropyLoss(nn.Module):
     """Teacher-forced cross-entropy over real words and `<eos>`; padding is ignored."""
 
+    stage = "xe"
+
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
 
+    def prepare(self, datamodule: Any) -> None:
+        """Nothing to prepare."""
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=PAD_ID, label_smoothing=self.label_smoothing)
+
+    def step(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tokens = batch["tokens"]
+        loss = self(captioner(batch), tokens.reshape(-1, tokens.shape[-1])[:, 1:])
+        extra = captioner.decoder.regularization()
+        return {"loss": loss if extra is None else loss + extra}

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 class CaptionModule(pl.LightningModule):
     def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
-                 stage: str = "xe"):
-        """`config` holds the encoder, decoder, search, loss, optim and metrics sections."""
+                 stage: str | None = None):
+        """`config` holds the data, encoder, decoder, search, loss, optim and metrics sections;
+        `stage` (xe, scst) defaults to the loss's."""
         super().__init__()
         self.vocab = Vocabulary(vocab)
         encoder = build(config["encoder"], "encoder")
@@ -40,6 +41,7 @@ class CaptionModule(pl.LightningModule):
         self.search = build(config["search"], "search")
         self.loss = build(config["loss"], "loss")
         self.config = config
+        stage = stage or self.loss.stage
         # loggers get a flat view with parameter counts instead (train.py), not the vocabulary
         self.save_hyperparameters({"config": config, "vocab": list(vocab),
                                    "preprocessing": preprocessing or encoder.preprocessing, "stage": stage}, logger=False)
@@ -74,14 +76,16 @@ class CaptionModule(pl.LightningModule):
         return self.trainer.state.fn == TrainerFn.FITTING
 
     # training --------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self.loss.prepare(self.trainer.datamodule)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        tokens = batch["tokens"]
-        logits = self.captioner(batch)
-        loss = self.loss(logits, tokens.reshape(-1, tokens.shape[-1])[:, 1:])
-        extra = self.captioner.decoder.regularization()
-        if extra is not None:
-            loss = loss + extra
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=tokens.shape[0])
+        outputs = self.loss.step(self.captioner, batch)
+        loss, size = outputs["loss"], batch["index"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        for name, value in outputs.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=size)
         if self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss

@@ -1,0 +1,101 @@
+"""Self-critical training: the CIDEr-D reward, the baselines, and a second stage from a checkpoint."""
+import pytest
+import torch
+from conftest import TINY_OVERRIDES, compose
+
+from captionlab.data.vocab import tokenize
+from captionlab.metrics.cider_d import CiderD
+from captionlab.training.scst import SelfCriticalLoss
+
+REFERENCES = {
+    1: ["a dog runs on the grass", "a brown dog runs in a field", "the dog is running fast now"],
+    2: ["two men play soccer on a field", "men playing football in the park", "two people kick a ball outside"],
+    3: ["a child eats an ice cream", "a little girl eating ice cream", "kid with an ice cream cone"],
+}
+CANDIDATES = {1: "a dog runs in the grass", 2: "two men play ball on a field", 3: "a girl eating an ice cream"}
+
+
+def test_cider_d_equals_pycocoevalcap_with_the_same_document_frequencies():
+    from pycocoevalcap.cider.cider import Cider
+
+    cider = CiderD(REFERENCES.values())
+    ours = [cider.score(CANDIDATES[k], cider.references(k, REFERENCES[k])) for k in REFERENCES]
+    gts = {k: [" ".join(tokenize(r)) for r in v] for k, v in REFERENCES.items()}
+    res = {k: [" ".join(tokenize(v))] for k, v in CANDIDATES.items()}
+    _, theirs = Cider().compute_score(gts, res)
+    assert ours == pytest.approx(list(theirs), abs=1e-9)
+
+
+def test_cider_d_document_frequencies_do_not_depend_on_the_batch():
+    cider = CiderD(REFERENCES.values())
+    alone = cider.score(CANDIDATES[1], cider.references(1, REFERENCES[1]))
+    for key in (2, 3):
+        cider.score(CANDIDATES[key], cider.references(key, REFERENCES[key]))
+    assert cider.score(CANDIDATES[1], cider.references(1, REFERENCES[1])) == alone
+    assert cider.score("zebra zebra", cider.references(1, REFERENCES[1])) == 0.0
+
+
+def test_invalid_settings_are_rejected():
+    with pytest.raises(ValueError, match="baseline"):
+        SelfCriticalLoss(baseline="median")
+    with pytest.raises(ValueError, match="num_samples"):
+        SelfCriticalLoss(baseline="mean", num_samples=1)
+
+
+@pytest.fixture(scope="module")
+def scst_module(tiny_run):
+    from captionlab.checkpoint import load_module
+    from captionlab.registry import build
+
+    run, cfg, _ = tiny_run
+    loss_cfg = compose(TINY_OVERRIDES + ["loss=scst", "paths.output_dir=/tmp/x"]).loss
+    module = load_module(run / "checkpoints" / "best.ckpt")
+    module.loss = build(loss_cfg, "loss")
+    datamodule = build(cfg.data, "data", vocab=module.vocab, preprocessing=module.preprocessing)
+    datamodule.prepare()
+    module.loss.prepare(datamodule)
+    return module, datamodule
+
+
+@pytest.mark.parametrize("baseline", ["mean", "greedy"])
+def test_scst_step_gives_a_gradient_and_its_figures(scst_module, baseline):
+    module, datamodule = scst_module
+    module.loss.baseline = baseline
+    module.train()
+    batch = next(iter(datamodule.train_dataloader()))
+    torch.manual_seed(0)
+    outputs = module.loss.step(module.captioner, batch)
+    outputs["loss"].backward()
+    grads = [p.grad for p in module.captioner.decoder.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    assert float(outputs["reward"]) > 0
+    module.zero_grad()
+
+
+def test_mean_baseline_is_the_other_samples_mean_and_advantages_sum_to_zero():
+    from captionlab.training.scst import mean_of_others
+
+    reward = torch.tensor([[1.0, 2.0, 4.0, 0.0, 3.0], [5.0, 5.0, 5.0, 5.0, 5.0]])
+    baseline = mean_of_others(reward)
+    assert baseline[0].tolist() == pytest.approx([9 / 4, 8 / 4, 6 / 4, 10 / 4, 7 / 4])
+    assert (reward - baseline).sum(dim=1).tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert baseline[1].tolist() == [5.0] * 5
+
+
+def test_scst_stage_from_an_xe_checkpoint(tiny_run, cache_dir, tmp_path):
+    import json
+
+    from captionlab.train import run_training
+
+    run, _, _ = tiny_run
+    cfg = compose(TINY_OVERRIDES + ["loss=scst", f"init_from={run / 'checkpoints' / 'best.ckpt'}",
+                                    "optim.optimizer.lr=5e-5", "trainer.max_epochs=1", "test=false", "logger=none",
+                                    "callbacks.sample_captions.num_images=0", f"paths.output_dir={tmp_path}",
+                                    f"paths.cache_dir={cache_dir}"])
+    summary = run_training(cfg)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["stage"] == "scst"
+    xe = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["vocab"] == xe["hyper_parameters"]["vocab"]
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert summary["val"]["num_images"] == 40 and "val/cider" in history[0]
