@@ -60,3 +60,13 @@ def test_schedule_configs_train(optim, tmp_path, cache_dir):
     summary = _train(tmp_path, cache_dir, f"optim={optim}", "trainer.max_epochs=1", "test=false",
                      "optim.scheduler.warmup_steps=2" if optim != "adam_step" else "optim.scheduler.step_size=1")
     assert summary["val"]["num_images"] == 16
+
+
+def test_compiled_decoder_trains_and_saves_plain_parameter_names(tmp_path, cache_dir):
+    import torch
+
+    summary = _train(tmp_path, cache_dir, "compile_decoder=true", "compile_backend=eager", "trainer.max_epochs=1",
+                     "test=false")
+    assert summary["val"]["num_images"] == 16
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in key for key in state)

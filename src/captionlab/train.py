@@ -72,6 +72,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         log.info(line)
     if module is None:
         module = CaptionModule(module_config, datamodule.vocab.words)
+    if cfg.get("compile_decoder"):
+        # the bound method, not the module: parameter names (and so checkpoints) stay the same
+        decoder = module.captioner.decoder
+        decoder.forward = torch.compile(decoder.forward, backend=cfg.get("compile_backend", "inductor"))
     datamodule.set_preprocessing(module.preprocessing)
     if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
         log.info(datamodule.report[-1])
@@ -97,9 +101,10 @@ def hydra_choices() -> dict[str, str]:
 def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptionModule, datamodule, output_dir: Path) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(run_hparams(cfg, module))
-    datamodule.vocab.save(output_dir / "vocab.json")
-    write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
-    write_json(output_dir / "search.json", module.search.config())
+    if trainer.is_global_zero:  # one run folder, written by one process
+        datamodule.vocab.save(output_dir / "vocab.json")
+        write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
+        write_json(output_dir / "search.json", module.search.config())
 
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -111,12 +116,14 @@ def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptionModule, 
     results: dict[str, Any] = {}
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     results["val"] = module.scores["val"]
-    write_predictions(output_dir / "predictions_val.json", module.predictions["val"])
+    if trainer.is_global_zero:
+        write_predictions(output_dir / "predictions_val.json", module.predictions["val"])
     if cfg.get("test", True):
         if datamodule.records.get("test"):
             trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
             results["test"] = module.scores["test"]
-            write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
+            if trainer.is_global_zero:
+                write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
         else:
             log.warning(f"data={datamodule.name} has no test captions: test stage skipped")
     summary = {**results, "best_checkpoint": best, "best_epoch": module.loaded_epoch if best else None, "data": datamodule.name}
