@@ -96,3 +96,18 @@ def test_diversity_figures():
 
     figures = diversity({1: "A dog runs.", 2: "a cat sits", 3: "a dog runs"}, ["a dog runs", "a bird flies"])
     assert figures == {"distinct_words": 5, "novel_captions": pytest.approx(1 / 3), "mean_length": 3.0}
+
+
+def test_preprocessing_given_through_the_registry_stays_plain_data(tiny_run):
+    """evaluate.py hands the checkpoint's preprocessing to the data config's instantiate, which
+    would make it an OmegaConf node; feature-cache keys and JSON need plain data."""
+    import json as json_module
+
+    from captionlab.checkpoint import load_module
+    from captionlab.registry import build
+
+    run, cfg, _ = tiny_run
+    module = load_module(run / "checkpoints" / "best.ckpt")
+    datamodule = build(cfg.data, "data", vocab=module.vocab, preprocessing=module.preprocessing)
+    json_module.dumps(datamodule.preprocessing)
+    assert type(datamodule.preprocessing["input_size"]) is list

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -118,6 +119,8 @@ class CaptionDataModule(pl.LightningDataModule):
 
     def set_preprocessing(self, preprocessing: dict[str, Any]) -> None:
         """Use the model's image preprocessing (known only once the encoder exists)."""
+        if isinstance(preprocessing, DictConfig):  # from hydra's instantiate: plain data for cache keys and JSON
+            preprocessing = OmegaConf.to_container(preprocessing, resolve=True)
         self.preprocessing = dict(preprocessing)
         self.transform = build_transform(self.preprocessing)
 
