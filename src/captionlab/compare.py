@@ -67,7 +67,8 @@ def differing_settings(runs: list[Run]) -> list[str]:
     """Group choices and config values that differ between runs; values under a group whose option
     differs are left out (the option says it), and so is `seed` (seeds are pooled)."""
     def values(key: str, source: str) -> set:
-        return {json.dumps(getattr(r, source).get(key), default=str) for r in runs}
+        # runs whose config lacks the key (made before the option existed) do not make it differ
+        return {json.dumps(getattr(r, source)[key], default=str) for r in runs if key in getattr(r, source)}
 
     groups = sorted({k for r in runs for k in r.choices if len(values(k, "choices")) > 1})
     keys = sorted({k for r in runs for k in r.config})
