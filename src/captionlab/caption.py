@@ -14,11 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from captionlab.checkpoint import load_module
 from captionlab.data.transforms import build_transform
-from captionlab.data.vocab import PAD_ID
 from captionlab.errors import UserError
 from captionlab.train import ensure_writable
 from captionlab.utils.io import write_json
-from captionlab.viz.attention import attention_overlay, model_view
+from captionlab.viz.attention import caption_overlay
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,11 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
             result = {"image": str(path), "caption": hypotheses[0]["caption"], "hypotheses": hypotheses}
             if cfg.overlays and output.attentions is not None:
                 name = f"{len(results):05d}_{path.stem}.png"
-                result["overlay"] = str(_write_overlay(output_dir / "overlays" / name, pixels, module, output, row))
+                target = output_dir / "overlays" / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                caption_overlay(pixels, module.preprocessing, module.vocab.words, output.sequences[row, 0],
+                                output.attentions[row, 0]).save(target)
+                result["overlay"] = str(target)
             results.append(result)
             _print(result)
 
@@ -104,11 +107,3 @@ def _print(result: dict[str, Any]) -> None:
     for rank, hypothesis in enumerate(result["hypotheses"], 1):
         print(f"  {rank}. {hypothesis['score']:8.3f}  {hypothesis['caption']}")
 
-
-def _write_overlay(target: Path, pixels: torch.Tensor, module, output, row: int) -> Path:
-    """The best caption's words (and `<eos>` when it ended) with their attention maps."""
-    tokens = [int(t) for t in output.sequences[row, 0] if int(t) != PAD_ID]
-    words = [module.vocab.words[t] for t in tokens]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    attention_overlay(model_view(pixels, module.preprocessing), words, output.attentions[row, 0, :len(tokens)]).save(target)
-    return target

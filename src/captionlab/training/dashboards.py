@@ -15,9 +15,8 @@ import torch
 from PIL import Image
 
 from captionlab.data.datamodule import load_image
-from captionlab.data.vocab import PAD_ID
 from captionlab.registry import register
-from captionlab.viz.attention import attention_overlay, model_view
+from captionlab.viz.attention import caption_overlay, model_view
 
 
 def _wandb(logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int) -> None:
@@ -65,10 +64,8 @@ class SampleCaptions(pl.Callback):
             rows.append({"image_id": record.image_id, "caption": module.vocab.decode(tokens),
                          "references": list(record.captions)})
             if output.attentions is not None and index < self.num_overlays:
-                kept = [int(t) for t in tokens if int(t) != PAD_ID]
-                words = [module.vocab.words[t] for t in kept]
-                overlays.append(attention_overlay(model_view(pixels[index], module.preprocessing), words,
-                                                  output.attentions[index, 0, :len(kept)]))
+                overlays.append(caption_overlay(pixels[index], module.preprocessing, module.vocab.words, tokens,
+                                                output.attentions[index, 0]))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}) + "\n")

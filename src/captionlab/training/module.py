@@ -101,7 +101,8 @@ class CaptionModule(pl.LightningModule):
         if not optim.get("scheduler"):
             return optimizer
         factory = instantiate(optim["scheduler"])
-        needs_total = "total_steps" in inspect.signature(factory.func).parameters if hasattr(factory, "func") else False
+        # schedules defined over the whole run (warmup_cosine) get its length in steps
+        needs_total = "total_steps" in inspect.signature(factory).parameters
         extra = {"total_steps": int(self.trainer.estimated_stepping_batches)} if needs_total else {}
         scheduler = factory(optimizer, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": optim.get("interval", "epoch")}}

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from captionlab.data.vocab import PAD_ID
+
 PANEL, LABEL, COLUMNS = 160, 18, 5
 
 
@@ -48,3 +50,11 @@ def attention_overlay(image: Image.Image, words: Sequence[str], attention: torch
         sheet.paste(panel, (x, y))
         draw.text((x + 4, y + PANEL + 3), word, fill="black")
     return sheet
+
+
+def caption_overlay(pixels: torch.Tensor, preprocessing: dict[str, Any], words: Sequence[str],
+                    sequence: torch.Tensor, attention: torch.Tensor) -> Image.Image:
+    """The overlay of one generated caption: `sequence` [L] token ids (padding dropped; `<eos>`
+    kept when it ended), `attention` [L, N], on the image as the encoder saw it (`pixels` [3, H, W])."""
+    tokens = [int(t) for t in sequence if int(t) != PAD_ID]
+    return attention_overlay(model_view(pixels, preprocessing), [words[t] for t in tokens], attention[:len(tokens)])
