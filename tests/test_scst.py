@@ -99,3 +99,14 @@ def test_scst_stage_from_an_xe_checkpoint(tiny_run, cache_dir, tmp_path):
     assert checkpoint["hyper_parameters"]["vocab"] == xe["hyper_parameters"]["vocab"]
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert summary["val"]["num_images"] == 40 and "val/cider" in history[0]
+
+
+def test_a_new_stage_trains_in_train_mode_and_scoring_loads_in_eval_mode(tiny_run):
+    """Dropout must be on in the SCST stage (Lightning keeps the mode a module starts fitting in)."""
+    from captionlab.checkpoint import load_module
+
+    run, cfg, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    assert not load_module(best).captioner.decoder.training
+    training = {section: dict(cfg[section]) for section in ("data", "search", "loss", "optim", "metrics")}
+    assert load_module(best, training=training).captioner.decoder.training

@@ -54,5 +54,6 @@ def load_module(path: str | Path, training: dict[str, Any] | None = None) -> Cap
     except RuntimeError as err:
         raise UserError(f"{path} does not match the model its config describes "
                         f"({str(err).splitlines()[0]}); was it made by another captionlab version?") from None
-    module.eval()
+    # a new training stage trains (dropout on); scoring and captioning run in eval mode
+    module.train(training is not None)
     return module
