@@ -73,11 +73,16 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for start in range(0, len(images), int(cfg.batch_size)):
         batch = images[start:start + int(cfg.batch_size)]
-        output = captioner.generate({"image": torch.stack([t for _, t in batch]).to(device)}, module.search)
+        pixels_batch = {"image": torch.stack([t for _, t in batch]).to(device)}
+        output = captioner.generate(pixels_batch, module.search)
+        # retrieval models also say which training images their captions come from
+        neighbours = captioner.neighbours(pixels_batch) if hasattr(captioner, "neighbours") else None
         for row, (path, pixels) in enumerate(batch):
             hypotheses = [{"caption": module.vocab.decode(seq), "score": float(score)}
-                          for seq, score in zip(output.sequences[row], output.scores[row])]
+                          for seq, score in zip(output.sequences[row], output.scores[row]) if score > float("-inf")]
             result = {"image": str(path), "caption": hypotheses[0]["caption"], "hypotheses": hypotheses}
+            if neighbours is not None:
+                result["neighbours"] = neighbours[row]
             if cfg.overlays and output.attentions is not None:
                 name = f"{len(results):05d}_{path.stem}.png"
                 target = output_dir / "overlays" / name
@@ -102,8 +107,10 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
 def _print(result: dict[str, Any]) -> None:
     if len(result["hypotheses"]) == 1:
         print(f"{result['image']}: {result['caption']}")
-        return
-    print(result["image"])
-    for rank, hypothesis in enumerate(result["hypotheses"], 1):
-        print(f"  {rank}. {hypothesis['score']:8.3f}  {hypothesis['caption']}")
+    else:
+        print(result["image"])
+        for rank, hypothesis in enumerate(result["hypotheses"], 1):
+            print(f"  {rank}. {hypothesis['score']:8.3f}  {hypothesis['caption']}")
+    if "neighbours" in result:
+        print("  nearest training images: " + ", ".join(f"{n['image']} ({n['similarity']:.3f})" for n in result["neighbours"]))
 

@@ -10,7 +10,7 @@ import torch
 
 from captionlab.errors import UserError
 from captionlab.registry import check_targets
-from captionlab.training.module import CaptionModule
+from captionlab.training.module import CaptioningModule, CaptionModule, module_class
 
 REQUIRED = ("config", "vocab", "preprocessing", "stage")
 
@@ -26,7 +26,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read checkpoint {path}: not a safe captionlab checkpoint or corrupt ({first_line[:200]})") from None
 
 
-def load_module(path: str | Path, training: dict[str, Any] | None = None) -> CaptionModule:
+def load_module(path: str | Path, training: dict[str, Any] | None = None) -> CaptioningModule:
     """Rebuild the model, vocabulary and preprocessing from the checkpoint alone.
 
     `training`: config sections (data, search, loss, optim, metrics) that replace the checkpoint's,
@@ -40,15 +40,18 @@ def load_module(path: str | Path, training: dict[str, Any] | None = None) -> Cap
     config = copy.deepcopy(hparams["config"])
     stage = hparams["stage"]
     if training:
-        config.update({k: v for k, v in copy.deepcopy(training).items() if k not in ("encoder", "decoder")})
+        config.update({k: v for k, v in copy.deepcopy(training).items() if k not in ("model", "encoder", "decoder")})
         stage = None
-    for section in ("data", "encoder", "decoder", "search", "loss"):
+    # checkpoints made before the model group are neural captioners
+    config.setdefault("model", {"_target_": f"{CaptionModule.__module__}.{CaptionModule.__qualname__}"})
+    for section in ("model", "data", "encoder", "decoder", "search", "loss"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
     config["encoder"].update(pretrained=False, checkpoint=None)
     if "embeddings_file" in config["decoder"]:
         config["decoder"]["embeddings_file"] = None
-    module = CaptionModule(config, hparams["vocab"], hparams["preprocessing"], stage)
+    model = module_class(config["model"]["_target_"], f"checkpoint {path}, section 'model'")
+    module = model(config, hparams["vocab"], hparams["preprocessing"], stage)
     try:
         module.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError as err:

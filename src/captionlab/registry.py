@@ -52,6 +52,12 @@ def check_targets(cfg: Any, what: str) -> None:
             )
 
 
+def registered_class(target: str, what: str) -> Callable:
+    """The registered class named by a `_target_` (e.g. the model's LightningModule), not instantiated."""
+    check_targets({"_target_": target}, what)
+    return _ALLOWED[target]
+
+
 def build(cfg: Any, what: str, **kwargs: Any) -> Any:
     """Instantiate `cfg` after checking every `_target_` in it against the registry."""
     if not isinstance(cfg, DictConfig):
@@ -71,6 +77,7 @@ def build(cfg: Any, what: str, **kwargs: Any) -> Any:
 
 def _import_components() -> None:
     # Importing the packages runs their @register decorators.
+    import captionlab.baselines  # noqa: F401
     import captionlab.data  # noqa: F401
     import captionlab.models  # noqa: F401
     import captionlab.search  # noqa: F401

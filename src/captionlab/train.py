@@ -16,14 +16,14 @@ from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
 from captionlab.registry import build
 from captionlab.training.loggers import fill_identity, finish_loggers, run_hparams, run_identity
-from captionlab.training.module import CaptionModule
+from captionlab.training.module import CaptioningModule, module_class
 from captionlab.utils.io import write_json, write_predictions
 from captionlab.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 # saved in every checkpoint (data too, so that evaluate.py can score a checkpoint by itself)
-MODULE_SECTIONS = ("data", "encoder", "decoder", "search", "loss", "optim", "metrics")
+MODULE_SECTIONS = ("model", "data", "encoder", "decoder", "search", "loss", "optim", "metrics")
 
 
 def ensure_writable(folder: Path) -> None:
@@ -71,7 +71,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     for line in datamodule.report:
         log.info(line)
     if module is None:
-        module = CaptionModule(module_config, datamodule.vocab.words)
+        module = module_class(cfg.model._target_, "model")(module_config, datamodule.vocab.words)
     if cfg.get("compile_decoder"):
         # the bound method, not the module: parameter names (and so checkpoints) stay the same
         decoder = module.captioner.decoder
@@ -98,11 +98,11 @@ def hydra_choices() -> dict[str, str]:
     return {k: v for k, v in HydraConfig.get().runtime.choices.items() if v and not k.startswith("hydra")}
 
 
-def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptionModule, datamodule, output_dir: Path) -> dict[str, Any]:
+def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModule, datamodule, output_dir: Path) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(run_hparams(cfg, module))
     if trainer.is_global_zero:  # one run folder, written by one process
-        datamodule.vocab.save(output_dir / "vocab.json")
+        module.vocab.save(output_dir / "vocab.json")
         write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
         write_json(output_dir / "search.json", module.search.config())
 

@@ -25,13 +25,15 @@ class CaptionRecord:
     """One image and its raw reference captions.
 
     `image_id` is COCO's integer id for COCO data and the file name relative to the image folder
-    otherwise; predictions and references are keyed by it.
+    otherwise; predictions and references are keyed by it. `attributes`: (name, value) labels a
+    dataset knows about the image (the shapes generator's objects), for `model=template`.
     """
 
     image_path: Path
     image_id: int | str
     split: str
     captions: tuple[str, ...] = field(default_factory=tuple)
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 def records_fingerprint(records: dict[str, list[CaptionRecord]]) -> str:

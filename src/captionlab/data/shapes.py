@@ -217,6 +217,13 @@ def draw(rng: random.Random, objects: list[ShapeObject], image_size: int) -> Ima
     return image
 
 
+def object_attributes(objects: list[dict]) -> tuple[tuple[str, str], ...]:
+    """The labels `model=template` learns: how many objects, and the first (described) one's
+    shape, colour and size."""
+    first = objects[0]
+    return (("count", str(len(objects))), ("shape", first["shape"]), ("colour", first["colour"]), ("size", first["size"]))
+
+
 @register
 class ShapesSource:
     """Generates the dataset once into `cache_dir/shapes-<key>/` (PNG files + captions.json).
@@ -252,9 +259,8 @@ class ShapesSource:
         rows = json.loads(index.read_text())
         records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for row in rows:
-            records[row["split"]].append(
-                CaptionRecord(self.image_dir / row["file"], row["file"], row["split"], tuple(row["captions"]))
-            )
+            records[row["split"]].append(CaptionRecord(self.image_dir / row["file"], row["file"], row["split"],
+                                                       tuple(row["captions"]), object_attributes(row["objects"])))
         return records
 
     def _generate(self, index: Path) -> None:

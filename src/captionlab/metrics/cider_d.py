@@ -36,7 +36,8 @@ class CiderD:
         self.log_frequency = {ngram: math.log(max(1.0, count)) for ngram, count in frequency.items()}
         self._references: dict[object, list[tuple[NGramVector, list[float], int]]] = {}
 
-    def _vector(self, caption: str) -> tuple[NGramVector, list[float], int]:
+    def vector(self, caption: str) -> tuple[NGramVector, list[float], int]:
+        """The caption's tf-idf n-gram vectors, their norms and its length (reusable in `similarity`)."""
         words = tokenize(caption)
         vector: NGramVector = [{} for _ in range(MAX_N)]
         for ngram, count in ngram_counts(words).items():
@@ -47,11 +48,16 @@ class CiderD:
     def references(self, key: object, captions: Sequence[str]) -> list[tuple[NGramVector, list[float], int]]:
         """The references' vectors, computed once per `key` (an image)."""
         if key not in self._references:
-            self._references[key] = [self._vector(c) for c in captions]
+            self._references[key] = [self.vector(c) for c in captions]
         return self._references[key]
 
     def score(self, candidate: str, references: list[tuple[NGramVector, list[float], int]]) -> float:
-        vector, norms, length = self._vector(candidate)
+        return self.similarity(self.vector(candidate), references)
+
+    def similarity(self, candidate: tuple[NGramVector, list[float], int],
+                   references: list[tuple[NGramVector, list[float], int]]) -> float:
+        """CIDEr-D of a vectorised candidate: the mean over the references."""
+        vector, norms, length = candidate
         total = 0.0
         for ref_vector, ref_norms, ref_length in references:
             penalty = math.exp(-((length - ref_length) ** 2) / (2 * SIGMA ** 2))

@@ -9,16 +9,20 @@ from captionlab.models.encoders import EncoderOutput, TimmEncoder
 from captionlab.search.base import SearchOutput, SearchStrategy
 
 
+def encode_batch(encoder: TimmEncoder, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+    """Encoder features of a batch: computed from `image`, or read from cached `pooled`/`grid`."""
+    if "pooled" in batch:
+        return EncoderOutput(batch["pooled"].float(), batch["grid"].float())
+    return encoder(batch["image"])
+
+
 class Captioner(nn.Module):
     def __init__(self, encoder: TimmEncoder, decoder: CaptionDecoder):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
 
     def encode(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        """Encoder features of a batch: computed from `image`, or read from cached `pooled`/`grid`."""
-        if "pooled" in batch:
-            return EncoderOutput(batch["pooled"].float(), batch["grid"].float())
-        return self.encoder(batch["image"])
+        return encode_batch(self.encoder, batch)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Teacher-forced logits for `batch["tokens"]` [B, K, T] (K captions per image) -> [B*K, T-1, V]."""

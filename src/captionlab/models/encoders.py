@@ -99,16 +99,33 @@ class TimmEncoder(nn.Module):
         return EncoderOutput(pooled, grid)
 
 
-def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int | None) -> nn.Module:
+def imagenet_classifier(name: str, pretrained: bool, checkpoint: str | None) -> nn.Linear:
+    """The pretrained ImageNet classifier of timm model `name` (it maps the pooled vector, as
+    TimmEncoder gives it, to class logits); loaded like the encoder's weights."""
+    if not (pretrained or checkpoint):
+        raise UserError(f"the ImageNet classes of {name} need its pretrained weights: "
+                        "pass encoder.checkpoint=<local weights file> (or encoder.pretrained=true online)")
+    head = _create(name, pretrained, checkpoint, None, keep_classifier=True).get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise UserError(f"{name}'s classifier is not a single linear layer on the pooled vector; choose another encoder")
+    return head
+
+
+def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int | None,
+            keep_classifier: bool = False) -> nn.Module:
     if not timm.is_model(name):
         raise UserError(f"encoder.name={name}: timm has no such model; see timm.list_models()")
-    kwargs: dict[str, Any] = {"num_classes": 0}
+    kwargs: dict[str, Any] = {} if keep_classifier else {"num_classes": 0}
     if input_size and getattr(timm.models.get_pretrained_cfg(name), "fixed_input_size", False):
         kwargs["img_size"] = int(input_size)  # ViTs: position embeddings for this size
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise UserError(f"encoder.checkpoint={checkpoint}: no such file; give a local weights file")
+        if path.suffix == ".ckpt" and not keep_classifier:  # a captionlab checkpoint: its trained encoder
+            model = timm.create_model(name, pretrained=False, **kwargs)
+            model.load_state_dict(_captionlab_encoder_weights(path, name))
+            return model
         overlay = {"file": str(path)}
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -121,6 +138,20 @@ def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int
             raise
         raise UserError(f"cannot download pretrained weights for {name} ({type(err).__name__}); "
                         "pass encoder.checkpoint=<local weights file> or go online") from None
+
+
+def _captionlab_encoder_weights(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The encoder weights inside a captionlab checkpoint (e.g. to index a trained encoder's features)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        found = checkpoint["hyper_parameters"]["config"]["encoder"]["name"]
+        state = checkpoint["state_dict"]
+    except Exception as err:  # unpickling, a foreign file: one line, not a traceback
+        raise UserError(f"encoder.checkpoint={path}: not a readable captionlab checkpoint ({type(err).__name__})") from None
+    if found != name:
+        raise UserError(f"encoder.checkpoint={path} holds a {found} encoder, not {name}: set encoder.name={found}")
+    prefix = "captioner.encoder.model."
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
 def _preprocessing(model: nn.Module, input_size: int | None, crop: bool) -> dict[str, Any]:

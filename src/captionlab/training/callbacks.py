@@ -33,7 +33,9 @@ class MetricsHistory(pl.Callback):
         self._val_seconds += time.perf_counter() - self._val_start
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:  # a model that learns without a loss (model=knn)
+            return
         self._loss_sum += float(loss)
         self._batches += 1
 
@@ -41,10 +43,10 @@ class MetricsHistory(pl.Callback):
         if not trainer.is_global_zero:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "train/loss": self._loss_sum / max(self._batches, 1),
+               "train/loss": self._loss_sum / self._batches if self._batches else None,
                "time/train_s": round(time.perf_counter() - self._epoch_start - self._val_seconds, 2),
                "time/val_s": round(self._val_seconds, 2)}
-        if trainer.optimizers:
+        if trainer.optimizers and trainer.optimizers[0].param_groups:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         for key, value in sorted(trainer.callback_metrics.items()):
             if key.startswith("val/"):

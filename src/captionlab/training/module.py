@@ -1,4 +1,5 @@
-"""The LightningModule: trains a Captioner with teacher forcing, generates and scores on val/test.
+"""The LightningModules: what every captioning model shares (generation and scoring on val/test,
+optimizers, checkpoints), and the neural captioner trained by its loss.
 
 Its hyperparameters are plain data (the component configs, the vocabulary's words, the image
 preprocessing, the training stage): together with the weights they make a checkpoint
@@ -14,43 +15,60 @@ import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
 from captionlab.data.vocab import Vocabulary
 from captionlab.training.rng import capture_rng_states, restore_rng_states
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
 from captionlab.models.captioner import Captioner
-from captionlab.registry import build
+from captionlab.errors import UserError
+from captionlab.registry import build, register, registered_class
 
 log = logging.getLogger(__name__)
 
 
-class CaptionModule(pl.LightningModule):
-    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
-                 stage: str | None = None):
-        """`config` holds the data, encoder, decoder, search, loss, optim and metrics sections;
-        `stage` (xe, scst) defaults to the loss's."""
+def module_class(target: str, what: str) -> type["CaptioningModule"]:
+    """The captioning model class a `model._target_` names (registered, and a CaptioningModule)."""
+    cls = registered_class(target, what)
+    if not (isinstance(cls, type) and issubclass(cls, CaptioningModule)):
+        raise UserError(f"{what}: '_target_: {target}' is not a captioning model (model=captioner, knn or template)")
+    return cls
+
+
+class CaptioningModule(pl.LightningModule):
+    """What every captioning model shares: generation on val/test, scoring on whole splits,
+    `val/cider_best`, checkpoints that hold plain data only (and the random states for resuming).
+
+    Subclasses build `self.captioner` in `build_captioner`: an nn.Module with `encoder` (a
+    TimmEncoder) and `generate(batch, search) -> SearchOutput`, and define how they train.
+    """
+
+    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None, stage: str):
+        """`config` holds the model, data, encoder, decoder, search, loss, optim and metrics sections;
+        `stage` names the training stage the weights come from (xe, scst, retrieval, ...)."""
         super().__init__()
         self.vocab = Vocabulary(vocab)
-        encoder = build(config["encoder"], "encoder")
-        decoder = build(config["decoder"], "decoder", vocab_size=len(self.vocab), feature_dim=encoder.feature_dim)
-        if getattr(decoder, "embeddings_file", None):
-            covered = decoder.load_word_vectors(decoder.embeddings_file, self.vocab.words)
-            log.info("word vectors from %s cover %d of %d words", decoder.embeddings_file, covered, len(self.vocab))
-        self.captioner = Captioner(encoder, decoder)
-        self.search = build(config["search"], "search")
-        self.loss = build(config["loss"], "loss")
         self.config = config
-        stage = stage or self.loss.stage
+        self.captioner = self.build_captioner(config)
+        self.search = build(config["search"], "search")
         # loggers get a flat view with parameter counts instead (train.py), not the vocabulary
         self.save_hyperparameters({"config": config, "vocab": list(vocab),
-                                   "preprocessing": preprocessing or encoder.preprocessing, "stage": stage}, logger=False)
-        self.generated = GeneratedCaptions(max_len=self.search.max_new_tokens)
+                                   "preprocessing": preprocessing or self.captioner.encoder.preprocessing,
+                                   "stage": stage}, logger=False)
+        self.generated = GeneratedCaptions(max_len=self.caption_capacity())
         self.register_buffer("cider_best", torch.tensor(0.0))
         self.predictions: dict[str, dict[Any, str]] = {}
         self.scores: dict[str, dict[str, Any]] = {}
         self.loaded_epoch: int | None = None
         self.per_image_scores = False  # evaluate.py: also score every image (for finding failures)
+
+    def build_captioner(self, config: dict[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def caption_capacity(self) -> int:
+        """The longest caption (in tokens) that generation can return."""
+        return self.search.max_new_tokens
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = capture_rng_states()
@@ -69,18 +87,21 @@ class CaptionModule(pl.LightningModule):
     def set_search(self, search_config: dict[str, Any]) -> None:
         """Decode with other settings (e.g. evaluate.py's search=beam)."""
         self.search = build(search_config, "search")
-        self.generated = GeneratedCaptions(max_len=self.search.max_new_tokens)
+        self.generated = GeneratedCaptions(max_len=self.caption_capacity())
 
     @property
     def _fitting(self) -> bool:
         return self.trainer.state.fn == TrainerFn.FITTING
 
     # training --------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        self.loss.prepare(self.trainer.datamodule)
+    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"loss": ..., other figures to log} for one batch; {} when the model learns without a gradient."""
+        raise NotImplementedError
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        outputs = self.loss.step(self.captioner, batch)
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        outputs = self.training_objective(batch)
+        if "loss" not in outputs:
+            return None
         loss, size = outputs["loss"], batch["index"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         for name, value in outputs.items():
@@ -91,9 +112,12 @@ class CaptionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
+        """`optim.optimizer` over the trainable parameters; the encoder's at `lr * encoder.lr_mult`."""
         optim = self.config["optim"]
         encoder = self.captioner.encoder
-        groups = [{"params": [p for p in self.captioner.decoder.parameters() if p.requires_grad]}]
+        encoder_ids = {id(p) for p in encoder.parameters()}
+        rest = [p for p in self.captioner.parameters() if p.requires_grad and id(p) not in encoder_ids]
+        groups = [{"params": rest}]
         encoder_params = [p for p in encoder.parameters() if p.requires_grad]
         if encoder_params:
             groups.append({"params": encoder_params, "lr": optim["optimizer"]["lr"] * encoder.lr_mult})
@@ -111,6 +135,12 @@ class CaptionModule(pl.LightningModule):
     def _generate_step(self, batch: dict[str, torch.Tensor]) -> None:
         output = self.captioner.generate(batch, self.search)
         self.generated.update(batch["index"], output.best())
+
+    def on_validation_epoch_start(self) -> None:
+        self.generated.max_len = self.caption_capacity()
+
+    def on_test_epoch_start(self) -> None:
+        self.generated.max_len = self.caption_capacity()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._generate_step(batch)
@@ -155,3 +185,30 @@ class CaptionModule(pl.LightningModule):
                 self.log(f"{prefix}/{name}", scores[name], sync_dist=False)
         self.predictions[split], self.scores[split] = predictions, scores
         return scores
+
+
+@register
+class CaptionModule(CaptioningModule):
+    """A neural captioner (encoder + decoder, decoded by the search strategy) trained by its loss:
+    teacher-forced cross-entropy, or self-critical sequence training as a second stage."""
+
+    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
+                 stage: str | None = None):
+        """`stage` (xe, scst) defaults to the loss's."""
+        loss = build(config["loss"], "loss")
+        super().__init__(config, vocab, preprocessing, stage or loss.stage)
+        self.loss = loss
+
+    def build_captioner(self, config: dict[str, Any]) -> Captioner:
+        encoder = build(config["encoder"], "encoder")
+        decoder = build(config["decoder"], "decoder", vocab_size=len(self.vocab), feature_dim=encoder.feature_dim)
+        if getattr(decoder, "embeddings_file", None):
+            covered = decoder.load_word_vectors(decoder.embeddings_file, self.vocab.words)
+            log.info("word vectors from %s cover %d of %d words", decoder.embeddings_file, covered, len(self.vocab))
+        return Captioner(encoder, decoder)
+
+    def on_fit_start(self) -> None:
+        self.loss.prepare(self.trainer.datamodule)
+
+    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.loss.step(self.captioner, batch)
