@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py search [--device cpu|cuda] [--images 500] [--naive-images 100]
     python scripts/benchmark.py feature_cache data.root=<flickr8k> encoder.checkpoint=<weights> [overrides]
+    python scripts/benchmark.py knn <model=knn run>/checkpoints/best.ckpt [--split test]
 
 search: captions per second of batched greedy and beam 3/5 search for the three Flickr8k decoders
 (the `experiment=flickr8k_*` sizes: 7x7x1280 EfficientNet-Lite0 grid, a Flickr8k-sized vocabulary),
@@ -11,6 +12,9 @@ recomputing the whole prefix at every step. The decoders have random weights and
 is exactly `--length` words (`<eos>` is banned before), so every method does the same work.
 
 feature_cache: one training epoch with the cache off, on (extracting), on again (a hit).
+
+knn: the time to index the training split from the cached features and to caption a split
+(nearest images by one matrix product per batch, then the consensus among their captions).
 """
 from __future__ import annotations
 
@@ -176,6 +180,37 @@ def benchmark_feature_cache(overrides: list[str]) -> None:
               flush=True)
 
 
+def benchmark_knn(checkpoint: str, split: str) -> None:
+    from captionlab.checkpoint import load_module
+
+    module = load_module(checkpoint)
+    knn = module.captioner
+    datamodule = build(module.hparams["config"]["data"], "data", vocab=module.vocab, preprocessing=module.preprocessing)
+    datamodule.prepare()
+    if not datamodule.setup_feature_cache(knn.encoder, "cpu"):
+        raise SystemExit("this benchmark needs cached features (a frozen encoder with data.cache_features=auto)")
+    records = datamodule.split("train")
+    started = time.perf_counter()
+    knn.start_index([str(r.image_id) for r in records], [list(r.captions) for r in records])
+    for batch in datamodule.eval_dataloader("train"):
+        knn.add(batch["index"], batch)
+    knn.finish_index()
+    index_s = time.perf_counter() - started
+    loader = list(datamodule.eval_dataloader(split))
+    started = time.perf_counter()
+    for batch in loader:
+        knn.nearest(batch)
+    nearest_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for batch in loader:
+        knn.generate(batch, module.search)
+    caption_s = time.perf_counter() - started
+    print(json.dumps({"section": "knn", "train_images": len(records), "split": split,
+                      "split_images": len(datamodule.split(split)), "k": knn.k, "consensus": knn.consensus_metric,
+                      "index_s": round(index_s, 2), "nearest_s": round(nearest_s, 2),
+                      "caption_s": round(caption_s, 2), "threads": torch.get_num_threads()}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sections = parser.add_subparsers(dest="section", required=True)
@@ -191,9 +226,14 @@ def main() -> None:
     search.add_argument("--grid", type=int, default=49)
     cache = sections.add_parser("feature_cache", help="one epoch with the feature cache off / extracting / hit")
     cache.add_argument("overrides", nargs="*")
+    knn = sections.add_parser("knn", help="model=knn: time to index the training split and to caption a split")
+    knn.add_argument("checkpoint")
+    knn.add_argument("--split", default="test")
     args = parser.parse_args()
     if args.section == "search":
         benchmark_search(args)
+    elif args.section == "knn":
+        benchmark_knn(args.checkpoint, args.split)
     else:
         benchmark_feature_cache(args.overrides)
 

@@ -232,3 +232,13 @@ def test_template_needs_attribute_labels_or_imagenet(tmp_path, cache_dir):
                "model.template='a {texture} thing'")
     with pytest.raises(UserError, match="pretrained weights"):
         _train(tmp_path / "b", cache_dir, "model=template", "model.slots=imagenet", "model.template='a {object}'")
+
+
+def test_knn_benchmark_prints_its_timings(knn_run):
+    from conftest import run_cli
+
+    run, _ = knn_run
+    result = run_cli("scripts/benchmark.py", "knn", str(run / "checkpoints" / "best.ckpt"), "--split", "val")
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["train_images"] == 240 and figures["split_images"] == 40 and figures["caption_s"] > 0

@@ -31,3 +31,10 @@ def test_two_cpu_processes_write_one_run_folder_with_whole_split_scores(tmp_path
     alone = json.loads((tmp_path / "eval" / "metrics.json").read_text())["val"]
     for name in ("bleu1", "bleu4", "rouge_l", "cider"):
         assert metrics["val"][name] == pytest.approx(alone[name], abs=1e-12), name
+
+
+@pytest.mark.slow
+def test_a_model_without_gradients_is_refused_by_multi_process_training(tmp_path):
+    result = run_cli("train.py", "trainer=ddp_cpu", "model=knn", *SMALL, f"hydra.run.dir={tmp_path / 'run'}",
+                     f"paths.cache_dir={tmp_path / 'cache'}", env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0 and "train it in one process" in result.stderr

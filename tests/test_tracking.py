@@ -74,6 +74,8 @@ def test_run_identity_comes_from_the_config():
     identity = run_identity(cfg, {"data": "shapes", "decoder": "attention", "search": "greedy"})
     assert identity["name"] == "shapes-resnet10t-attention-greedy"
     assert {"mine", "attention", "shapes"} <= set(identity["tags"])
+    knn = run_identity(compose(["paths.output_dir=/tmp/x", "model=knn"]), {"data": "shapes", "model": "knn"})
+    assert knn["name"] == "shapes-resnet10t-knn"
 
 
 @pytest.mark.parametrize("preset, target", [("launcher=joblib", "joblib"), ("launcher=slurm", "submitit"),

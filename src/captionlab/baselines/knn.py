@@ -155,13 +155,7 @@ class RetrievalModule(CaptioningModule):
         return {}
 
     def on_train_epoch_end(self) -> None:
-        captioner = self.captioner
-        if self.trainer.world_size > 1:  # each process indexed its share of the images
-            features, filled = self.all_gather(captioner.features), self.all_gather(captioner.filled.float())
-            source = filled.argmax(dim=0)  # [N]: a process that indexed the image
-            captioner.features = features[source, torch.arange(features.shape[1], device=source.device)]
-            captioner.filled = filled.amax(dim=0) > 0
-        log.info("model=knn: indexed %d training images", captioner.finish_index())
+        log.info("model=knn: indexed %d training images", self.captioner.finish_index())
         self.trainer.should_stop = True  # one pass is the whole training
 
     def configure_optimizers(self) -> None:

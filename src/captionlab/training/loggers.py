@@ -41,10 +41,14 @@ def wandb_logger(project: str = "captionlab", name: str | None = None, group: st
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """Name, group and tags from the config: `<data>-<encoder>-<decoder>-<search>`."""
-    parts = [choices.get("data") or cfg.data.get("name"), cfg.encoder.get("name"),
-             choices.get("decoder") or cfg.decoder._target_.rsplit(".", 1)[-1],
-             choices.get("search") or cfg.search._target_.rsplit(".", 1)[-1]]
+    """Name, group and tags from the config: `<data>-<encoder>-<decoder>-<search>`, or
+    `<data>-<encoder>-<model>` for the baselines (model=knn, template)."""
+    parts = [choices.get("data") or cfg.data.get("name"), cfg.encoder.get("name")]
+    if choices.get("model", "captioner") != "captioner":
+        parts.append(choices["model"])
+    else:
+        parts += [choices.get("decoder") or cfg.decoder._target_.rsplit(".", 1)[-1],
+                  choices.get("search") or cfg.search._target_.rsplit(".", 1)[-1]]
     group = choices.get("experiment") or cfg.get("task_name")
     tags = sorted({str(t) for t in cfg.get("tags") or []} | {str(p) for p in parts if p})
     return {"name": "-".join(str(p) for p in parts if p), "group": group, "tags": tags}

@@ -94,6 +94,13 @@ class CaptioningModule(pl.LightningModule):
         return self.trainer.state.fn == TrainerFn.FITTING
 
     # training --------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        trainable = any(p.requires_grad for p in self.parameters())
+        if stage == "fit" and self.trainer.world_size > 1 and not trainable:
+            raise UserError(f"{type(self).__name__} learns without gradients (one pass over the training images), "
+                            "which multi-process training cannot wrap: train it in one process (trainer=default or "
+                            "trainer=gpu); evaluate.py may still use several")
+
     def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """{"loss": ..., other figures to log} for one batch; {} when the model learns without a gradient."""
         raise NotImplementedError
