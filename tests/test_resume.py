@@ -24,16 +24,50 @@ def _numbers(summary):
     return {f"{split}/{k}": v for split in ("val", "test") for k, v in summary[split].items() if isinstance(v, float)}
 
 
-def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir):
-    whole = _train(tmp_path / "whole", cache_dir)
-    _train(tmp_path / "stopped", cache_dir, "+trainer.max_steps=6", "test=false")  # stops after epoch 1 of 2
+@pytest.mark.parametrize("options", [[], ["callbacks=weight_average", "callbacks.weight_average.decay=0.8"]],
+                         ids=["plain", "weight_average"])
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir, options):
+    whole = _train(tmp_path / "whole", cache_dir, *options)
+    _train(tmp_path / "stopped", cache_dir, "+trainer.max_steps=6", "test=false", *options)  # stops after epoch 1 of 2
     stopped = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in stopped] == [0]
-    resumed = _train(tmp_path / "resumed", cache_dir, f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}")
+    # as train.py does by itself (hydra.run.dir), the resumed run continues in the stopped run's folder
+    resumed = _train(tmp_path / "stopped", cache_dir, f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}",
+                     *options)
     history = [json.loads(line) for line in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
-    again = [json.loads(line) for line in (tmp_path / "resumed" / "history.jsonl").read_text().splitlines()]
-    assert again[-1]["epoch"] == 1 and again[-1]["train/loss"] == pytest.approx(history[-1]["train/loss"], abs=1e-6)
+    again = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in again] == [0, 1] and again[-1]["train/loss"] == pytest.approx(history[-1]["train/loss"], abs=1e-6)
     assert _numbers(resumed) == pytest.approx(_numbers(whole), abs=1e-9)
+    assert resumed["best_epoch"] == whole["best_epoch"]
+    # the best checkpoint holds the weights that were validated (the average, with weight_average)
+    best = max(history, key=lambda row: row["val/cider"])
+    assert whole["val"]["cider"] == pytest.approx(best["val/cider"], abs=1e-6)
+
+
+def test_weight_average_is_the_moving_average_and_validation_uses_it():
+    from captionlab.training.averaging import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(decay=0.75)
+    average.on_fit_start(None, model)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.on_train_batch_end(None, model, None, None, 0)
+    expected = 0.75 * start + 0.25 * (start + 1.0)
+    assert torch.allclose(average.average["weight"], expected)
+    from types import SimpleNamespace
+
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    fitting = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING))
+    average.on_validation_epoch_start(fitting, model)
+    assert torch.allclose(model.weight, expected)
+    assert torch.allclose(average.state_dict()["raw"]["weight"], start + 1.0)  # saved for resuming
+    average.on_train_batch_start(None, model, None, 0)
+    assert torch.allclose(model.weight, start + 1.0) and average.raw is None
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(decay=1.0)
 
 
 def test_schedules_warm_up_then_decay():
@@ -70,3 +104,16 @@ def test_compiled_decoder_trains_and_saves_plain_parameter_names(tmp_path, cache
     assert summary["val"]["num_images"] == 16
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any("_orig_mod" in key for key in state)
+
+
+def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from conftest import ROOT
+
+    last = tmp_path / "runs" / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        resumed = hydra_compose("train", overrides=[f"ckpt_path={last}"], return_hydra_config=True)
+        fresh = hydra_compose("train", return_hydra_config=True)
+    assert resumed.hydra.run.dir == str(last.parent.parent)
+    assert "/train/runs/" in fresh.hydra.run.dir

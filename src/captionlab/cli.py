@@ -31,15 +31,22 @@ def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
 
 def register_resolvers() -> None:
     """`${ensure_dir:<path>}`: the path, created if missing (e.g. the sweep folder that holds an
-    Optuna study, which the sweeper opens before Hydra creates the folder)."""
+    Optuna study, which the sweeper opens before Hydra creates the folder);
+    `${resume_folder:<checkpoint>,<default>}`: where a resumed run continues."""
     from omegaconf import OmegaConf
 
     def ensure_dir(path: str) -> str:
         Path(path).mkdir(parents=True, exist_ok=True)
         return path
 
-    if not OmegaConf.has_resolver("ensure_dir"):
-        OmegaConf.register_new_resolver("ensure_dir", ensure_dir)
+    def resume_folder(checkpoint: str | None, default: str) -> str:
+        """The run folder of `<run>/checkpoints/<file>.ckpt`, else `default`."""
+        path = Path(checkpoint) if checkpoint else None
+        return str(path.parent.parent) if path is not None and path.parent.name == "checkpoints" else default
+
+    for name, resolver in (("ensure_dir", ensure_dir), ("resume_folder", resume_folder)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[], Any]:

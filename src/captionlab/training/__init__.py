@@ -1,3 +1,4 @@
+from captionlab.training.averaging import WeightAverage
 from captionlab.training.callbacks import MetricsHistory
 from captionlab.training.losses import CrossEntropyLoss
 from captionlab.training.module import CaptionModule
