@@ -73,6 +73,13 @@ def test_consensus_is_the_mean_similarity_to_the_other_candidates(metric):
     assert scores == pytest.approx(by_hand, abs=1e-12)
     # the caption that contains both other dog captions wins; the one about something else loses
     assert max(range(4), key=scores.__getitem__) == 0 and min(range(4), key=scores.__getitem__) == 3
+    # all pairs at once (matrix products) == one pair at a time, also with repeated n-grams
+    many = [c for captions in CAPTIONS for c in captions] + ["a dog and a dog and a dog", "dog", ""]
+    scores = Consensus(metric, CAPTIONS).scores(range(len(many)), many)
+    vectors = [cider.vector(c) for c in many] if metric == "cider" else [bleu_vector(c) for c in many]
+    by_hand = [sum(similarity(vectors[i], vectors[j]) for j in range(len(many)) if j != i) / (len(many) - 1)
+               for i in range(len(many))]
+    assert scores == pytest.approx(by_hand, abs=1e-12)
 
 
 def test_k1_returns_the_nearest_images_first_caption(encoder):

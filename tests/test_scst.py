@@ -109,4 +109,5 @@ def test_a_new_stage_trains_in_train_mode_and_scoring_loads_in_eval_mode(tiny_ru
     best = run / "checkpoints" / "best.ckpt"
     assert not load_module(best).captioner.decoder.training
     training = {section: dict(cfg[section]) for section in ("data", "search", "loss", "optim", "metrics")}
-    assert load_module(best, training=training).captioner.decoder.training
+    stage = load_module(best, training=training)
+    assert stage.captioner.decoder.training and float(stage.cider_best) == 0.0  # its own best score

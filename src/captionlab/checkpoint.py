@@ -57,6 +57,7 @@ def load_module(path: str | Path, training: dict[str, Any] | None = None) -> Cap
     except RuntimeError as err:
         raise UserError(f"{path} does not match the model its config describes "
                         f"({str(err).splitlines()[0]}); was it made by another captionlab version?") from None
-    # a new training stage trains (dropout on); scoring and captioning run in eval mode
+    if training is not None:  # a new stage: its own best score, and it trains (dropout on)
+        module.cider_best.zero_()
     module.train(training is not None)
     return module

@@ -71,8 +71,20 @@ class SelfCriticalLoss(nn.Module):
         return torch.tensor(values)
 
     def step(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Dropout is off in this step: the samples are drawn without gradients, so their
+        log-probabilities are recomputed, and they must be those of the very network that drew
+        them (with dropout on, another random mask would score them: off-policy, and it makes
+        a Flickr8k attention model worse instead of better)."""
         if self.cider is None:
             raise RuntimeError("SelfCriticalLoss.prepare(datamodule) must run before training")
+        was_training = captioner.training
+        captioner.eval()
+        try:
+            return self._policy_gradient(captioner, batch)
+        finally:
+            captioner.train(was_training)
+
+    def _policy_gradient(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         memory = captioner.encode(batch)
         size, samples = memory.pooled.shape[0], self.num_samples
         indices = batch["index"].tolist()
@@ -83,11 +95,8 @@ class SelfCriticalLoss(nn.Module):
         if self.baseline == "mean":
             baseline = mean_of_others(reward)
         else:
-            was_training = captioner.training
-            captioner.eval()
             with torch.no_grad():
                 greedy = self.greedy(captioner.decoder, memory).best()
-            captioner.train(was_training)
             baseline = self.rewards([self._vocab.decode(s) for s in greedy], indices).view(size, 1)
         advantage = (reward - baseline).to(memory.pooled.device)
 
