@@ -5,4 +5,4 @@ from captionlab.training.module import CaptionModule
 from captionlab.training import schedules  # noqa: F401  (registers the schedules)
 from captionlab.training.scst import SelfCriticalLoss
 
-__all__ = ["MetricsHistory", "CrossEntropyLoss", "SelfCriticalLoss", "CaptionModule"]
+__all__ = ["WeightAverage", "MetricsHistory", "CrossEntropyLoss", "SelfCriticalLoss", "CaptionModule"]
