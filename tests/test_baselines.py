@@ -162,7 +162,6 @@ def test_knn_trains_in_one_pass_and_reloads_identically(knn_run, tmp_path):
 def test_knn_captions_are_training_captions_and_caption_py_names_the_neighbours(knn_run, tmp_path):
     from captionlab.caption import run_captioning
     from captionlab.data.vocab import tokenize
-
     from captionlab.registry import build
 
     run, _ = knn_run
@@ -174,8 +173,10 @@ def test_knn_captions_are_training_captions_and_caption_py_names_the_neighbours(
     image = datamodule.split("val")[0].image_path
     results = run_captioning(compose([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"images={image}",
                                       f"paths.output_dir={tmp_path}", "device=cpu"], config_name="caption"))
-    assert [n["image"] for n in results[0]["neighbours"]][:1] and len(results[0]["neighbours"]) == 3
-    assert results[0]["caption"] == predictions[0]["caption"]
+    neighbours = results[0]["neighbours"]
+    assert len(neighbours) == 3 and all(n["image"].startswith("train_") for n in neighbours)
+    assert [n["similarity"] for n in neighbours] == sorted((n["similarity"] for n in neighbours), reverse=True)
+    assert results[0]["caption"] == predictions[0]["caption"]  # from the image file = from the cached features
 
 
 def test_knn_refuses_a_vocabulary_that_would_drop_words(tmp_path, cache_dir):
