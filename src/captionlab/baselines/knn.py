@@ -45,14 +45,19 @@ class NearestNeighbourCaptioner(nn.Module):
         self.register_buffer("features", torch.zeros(0, encoder.feature_dim), persistent=False)
         self.register_buffer("filled", torch.zeros(0, dtype=torch.bool), persistent=False)
         self._consensus: Consensus | None = None
+        self.longest_caption = 0  # in tokens with <eos>: generation must return every indexed caption whole
 
     # the index ------------------------------------------------------------------------------
     def start_index(self, names: list[str], captions: list[list[str]]) -> None:
         if not names:
             raise UserError("model=knn: the training split is empty; there is nothing to index")
-        self.names, self.captions, self._consensus = list(names), [list(c) for c in captions], None
+        self._set_captions(names, captions)
         self.features = torch.zeros(len(names), self.encoder.feature_dim, device=self.features.device)
         self.filled = torch.zeros(len(names), dtype=torch.bool, device=self.features.device)
+
+    def _set_captions(self, names: list[str], captions: list[list[str]]) -> None:
+        self.names, self.captions, self._consensus = list(names), [list(c) for c in captions], None
+        self.longest_caption = 1 + max((len(tokenize(c)) for cs in self.captions for c in cs), default=0)
 
     def pooled_unit_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pooled = encode_batch(self.encoder, batch).pooled
@@ -70,22 +75,17 @@ class NearestNeighbourCaptioner(nn.Module):
         keep = self.filled.nonzero().flatten().tolist()
         if len(keep) < len(self.names):
             log.warning("model=knn: indexed %d of %d training images (limited run)", len(keep), len(self.names))
-            self.names = [self.names[i] for i in keep]
-            self.captions = [self.captions[i] for i in keep]
+            self._set_captions([self.names[i] for i in keep], [self.captions[i] for i in keep])
             self.features, self.filled = self.features[keep], self.filled[keep]
         if not keep:
             raise UserError("model=knn: no training image was indexed; the index is empty")
         return len(keep)
 
-    def longest_caption(self) -> int:
-        """In tokens, with `<eos>`: generation must be able to return every indexed caption whole."""
-        return 1 + max((len(tokenize(c)) for captions in self.captions for c in captions), default=0)
-
     def get_extra_state(self) -> dict[str, Any]:
         return {"names": self.names, "captions": self.captions, "features": self.features.cpu()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.names, self.captions, self._consensus = list(state["names"]), [list(c) for c in state["captions"]], None
+        self._set_captions(state["names"], state["captions"])
         self.features = state["features"].to(self.features.device)
         self.filled = torch.ones(len(self.names), dtype=torch.bool, device=self.features.device)
 
@@ -139,7 +139,7 @@ class RetrievalModule(CaptioningModule):
         return NearestNeighbourCaptioner(encoder, self.vocab, k=model.get("k", 5), consensus=model.get("consensus", "cider"))
 
     def caption_capacity(self) -> int:
-        return self.captioner.longest_caption() if self.captioner.names else self.search.max_new_tokens
+        return self.captioner.longest_caption or self.search.max_new_tokens
 
     def on_fit_start(self) -> None:
         records = self.trainer.datamodule.split("train")

@@ -11,6 +11,7 @@ Its point is a floor that any learned decoder must clear, on the same encoder an
 """
 from __future__ import annotations
 
+import functools
 import string
 from typing import Any
 
@@ -35,7 +36,8 @@ IMAGENET_GROUPS = {
 }
 
 
-def imagenet_words() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def imagenet_words() -> tuple[str, ...]:
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
@@ -44,7 +46,7 @@ def imagenet_words() -> list[str]:
     for word, indices in IMAGENET_GROUPS.items():
         for i in indices:
             words[i] = word
-    return words
+    return tuple(words)
 
 
 def slot_table(slots: Any) -> dict[str, dict[str, str]]:
@@ -112,12 +114,12 @@ class TemplateModule(CaptioningModule):
         table = slot_table(model.get("slots"))
         self.imagenet_weights = model.get("slots") == "imagenet" and bool(encoder_config.get("pretrained")
                                                                           or encoder_config.get("checkpoint"))
-        # without the encoder's weights (a checkpoint being loaded), the head's come from the checkpoint
-        fixed = {"object": imagenet_classifier(encoder_config["name"], True, encoder_config.get("checkpoint"))
-                 } if self.imagenet_weights else {}
         encoder = build(encoder_config, "encoder")
-        if model.get("slots") == "imagenet" and not fixed:
-            fixed = {"object": nn.Linear(encoder.feature_dim, len(table["object"]))}
+        fixed = {}
+        if model.get("slots") == "imagenet":
+            # without the encoder's weights (a checkpoint being loaded), the head's come from the checkpoint
+            fixed["object"] = imagenet_classifier(encoder_config["name"], True, encoder_config.get("checkpoint")) \
+                if self.imagenet_weights else nn.Linear(encoder.feature_dim, len(table["object"]))
         return TemplateCaptioner(encoder, self.vocab, model["template"], table, fixed)
 
     @property

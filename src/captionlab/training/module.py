@@ -86,8 +86,7 @@ class CaptioningModule(pl.LightningModule):
 
     def set_search(self, search_config: dict[str, Any]) -> None:
         """Decode with other settings (e.g. evaluate.py's search=beam)."""
-        self.search = build(search_config, "search")
-        self.generated = GeneratedCaptions(max_len=self.caption_capacity())
+        self.search = build(search_config, "search")  # the val/test epoch hooks size the collector for it
 
     @property
     def _fitting(self) -> bool:
