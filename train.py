@@ -6,7 +6,8 @@ from pathlib import Path
 
 from captionlab.cli import hydra_entry
 
-main = hydra_entry(Path(__file__).resolve().parent / "conf", "train", "captionlab.train:run_training")
+main = hydra_entry(Path(__file__).resolve().parent / "conf", "train", "captionlab.train:run_training",
+                   preflight="captionlab.train:check_resume")
 
 if __name__ == "__main__":
     main()

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from omegaconf import DictConfig, OmegaConf
 
 from captionlab.checkpoint import load_module
+from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError
 from captionlab.train import ensure_writable
-from captionlab.utils.io import write_json
+from captionlab.utils.io import atomic_write, write_json
 from captionlab.viz.attention import caption_overlay
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     captioner = module.captioner.to(device).eval()
     transform = build_transform(module.preprocessing)
 
+    set_max_image_pixels(cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
     images, skipped = [], []
     for path in files:
         try:
-            with Image.open(path) as image:
-                images.append((path, transform(image.convert("RGB"))))
-        except OSError as err:
+            images.append((path, transform(load_image(path))))
+        except UnreadableImage as err:
             skipped.append(path)
             log.warning("skipped %s: not a readable image (%s)", path, err)
     if not images:
@@ -94,13 +94,13 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
             _print(result)
 
     write_json(output_dir / "captions.json", results)
-    with (output_dir / "captions.csv").open("w", newline="") as handle:
+    with atomic_write(output_dir / "captions.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "rank", "caption", "score"])
         for result in results:
             for rank, hypothesis in enumerate(result["hypotheses"], 1):
                 writer.writerow([result["image"], rank, hypothesis["caption"], f"{hypothesis['score']:.4f}"])
-    log.info("captioned %d images, skipped %d (not images); results in %s", len(results), len(skipped), output_dir)
+    log.info("captioned %d images, skipped %d (not readable images); results in %s", len(results), len(skipped), output_dir)
     return results
 
 

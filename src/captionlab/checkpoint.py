@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}; pass ckpt_path=<a .ckpt file from a run's checkpoints/ folder>")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unsafe pickles, text files, truncated files: one line, not a traceback
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: not a safe captionlab checkpoint or corrupt ({first_line[:200]})") from None
+        raise UserError(f"cannot read checkpoint {path}: not a safe captionlab checkpoint or corrupt "
+                        f"({first_line[:200]})") from None
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{path} is not a captionlab checkpoint (it holds a {type(checkpoint).__name__})")
+    return checkpoint
+
+
+def checkpoint_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The plain-data description of the model in a checkpoint (config, vocabulary, preprocessing, stage)."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    missing = [key for key in REQUIRED if not isinstance(hparams, dict) or key not in hparams]
+    if missing or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is not a captionlab checkpoint (missing {', '.join(missing) or 'state_dict'})")
+    # checkpoints made before the model group are neural captioners
+    hparams["config"].setdefault("model", {"_target_": f"{CaptionModule.__module__}.{CaptionModule.__qualname__}"})
+    return hparams
 
 
 def load_module(path: str | Path, training: dict[str, Any] | None = None) -> CaptioningModule:
@@ -33,17 +47,12 @@ def load_module(path: str | Path, training: dict[str, Any] | None = None) -> Cap
     to start a new training stage from its weights (`train.py init_from=...`); the model
     (encoder, decoder) always comes from the checkpoint, and the stage from the new loss."""
     checkpoint = read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters", {})
-    missing = [key for key in REQUIRED if key not in hparams]
-    if missing or "state_dict" not in checkpoint:
-        raise UserError(f"{path} is not a captionlab checkpoint (missing {', '.join(missing) or 'state_dict'})")
+    hparams = checkpoint_hparams(checkpoint, path)
     config = copy.deepcopy(hparams["config"])
     stage = hparams["stage"]
     if training:
         config.update({k: v for k, v in copy.deepcopy(training).items() if k not in ("model", "encoder", "decoder")})
         stage = None
-    # checkpoints made before the model group are neural captioners
-    config.setdefault("model", {"_target_": f"{CaptionModule.__module__}.{CaptionModule.__qualname__}"})
     for section in ("model", "data", "encoder", "decoder", "search", "loss"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.

@@ -10,14 +10,46 @@ from typing import Any, Callable
 from captionlab.errors import UserError
 
 _SWEEP_SYNTAX = re.compile(r"[(\[{]")
+_NOT_IN_STRUCT = re.compile(r"Could not override '([\w.]+)'")
+
+
+def options_defining(conf_dir: Path, group: str, key: str) -> list[str]:
+    """The options of config group `group` whose file sets `key` (e.g. search, num_beams -> [beam])."""
+    import yaml
+
+    found = []
+    for path in sorted((conf_dir / group).glob("*.yaml")) if (conf_dir / group).is_dir() else []:
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            continue
+        if isinstance(content, dict) and key in content:
+            found.append(path.stem)
+    return found
+
+
+def _option_hint(conf_dir: Path, dotted: str) -> str | None:
+    """'search.num_beams is a setting of search=beam: ...' for a key of another option of a group."""
+    group, _, key = dotted.partition(".")
+    options = options_defining(conf_dir, group, key.split(".")[0]) if key else []
+    if not options:
+        return None
+    choices = " or ".join(f"{group}={o}" for o in options)
+    return (f"{dotted} is a setting of {choices}, not of the {group} option chosen: choose it first, "
+            f"e.g. {group}={options[0]} {dotted}=...")
 
 
 def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
-    """Reject `group=option` overrides whose option has no file, before Hydra prints a page."""
+    """Reject `group=option` overrides whose option has no file, and `+group.key=...` for a key
+    that belongs to one of the group's options, before Hydra prints a page."""
     for arg in args:
         if "=" not in arg or arg.startswith("hydra."):
             continue
         key, value = arg.split("=", 1)
+        if key.startswith("+") and "." in key:
+            hint = _option_hint(conf_dir, key.lstrip("+"))
+            if hint:
+                raise UserError(hint)
         group = key.lstrip("+~")
         if "/" in group or "." in group or not (conf_dir / group).is_dir():
             continue
@@ -49,11 +81,39 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, resolver)
 
 
-def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[], Any]:
-    """Wrap `task(cfg)` ('module:function', imported only when it runs, so that --help and --cfg
-    are quick) as a Hydra main; UserError -> 'error: ...' on stderr, exit status 2."""
+def _call(path: str, cfg: Any) -> Any:
+    """Call 'module:function' with `cfg`; a Lightning configuration error is the user's, like a UserError."""
     import importlib
 
+    module_name, _, function = path.partition(":")
+    task = getattr(importlib.import_module(module_name), function)
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return task(cfg)
+    except MisconfigurationException as err:
+        raise UserError(" ".join(str(err).split())) from None
+
+
+def preflight_checks(conf_dir: Path, config_name: str, preflight: str, args: list[str]) -> None:
+    """Run `preflight(cfg)` on the composed config of a single run before Hydra starts the job
+    (and writes its .hydra/ folder), e.g. to refuse a resume that cannot work without touching
+    the run folder it would continue in."""
+    if any(arg in ("-m", "--multirun") or arg.startswith("-") for arg in args):
+        return
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=args)
+    _call(preflight, cfg)
+
+
+def hydra_entry(conf_dir: Path, config_name: str, task_path: str, preflight: str | None = None,
+                preflight_when: str = "ckpt_path") -> Callable[[], Any]:
+    """Wrap `task(cfg)` ('module:function', imported only when it runs, so that --help and --cfg
+    are quick) as a Hydra main; UserError -> 'error: ...' on stderr, exit status 2.
+    `preflight` ('module:function') checks the composed config first when an override of
+    `preflight_when` is on the command line."""
     import hydra
     import yaml
 
@@ -70,9 +130,8 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
     @hydra.main(config_path=str(conf_dir), config_name=config_name, version_base="1.3")
     def main(cfg):
         started.append(True)
-        module_name, _, function = task_path.partition(":")
         try:
-            result = getattr(importlib.import_module(module_name), function)(cfg)
+            result = _call(task_path, cfg)
         except UserError as err:
             _fail(err)
         metric = cfg.get("optimized_metric")
@@ -83,11 +142,15 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str) -> Callable[[]
     def entry() -> Any:
         try:
             check_group_overrides(conf_dir, sys.argv[1:])
+            if preflight and any(a.split("=", 1)[0] == preflight_when for a in sys.argv[1:]):
+                preflight_checks(conf_dir, config_name, preflight, sys.argv[1:])
             return main()
         except UserError as err:
             _fail(err)
         except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
-            _fail(" ".join(str(err).split()))
+            message = " ".join(str(err).split())
+            overridden = _NOT_IN_STRUCT.search(message)
+            _fail((overridden and _option_hint(conf_dir, overridden.group(1))) or message)
         except OSError as err:
             if started:
                 raise

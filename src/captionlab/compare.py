@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from captionlab.utils.io import write_text
+
 METRICS = ("val/cider", "val/bleu4", "val/meteor", "test/cider", "test/bleu4", "test/meteor")
 IGNORED = ("paths", "hydra", "callbacks", "logger", "tags", "optimized_metric", "task_name")
 
@@ -125,20 +127,21 @@ def write_report(root: Path, out: Path) -> str:
     groups = group_runs(runs, settings)
     metrics = [m for m in METRICS if any(m in r.metrics for r in runs)]
     out.mkdir(parents=True, exist_ok=True)
-    header = [s.rstrip("=") for s in settings] + ["runs"] + metrics
+    header = [s.rstrip("=") for s in settings] + ["runs", "run folders"] + metrics
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     with (out / "comparison.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header[:-len(metrics) or None] + [f"{m} {part}" for m in metrics for part in ("mean", "std", "n")])
         for group in groups:
-            cells = [_value(group.settings[s]) for s in settings] + [", ".join(r.folder.name for r in group.runs)]
+            cells = [_value(group.settings[s]) for s in settings] + [str(len(group.runs)),
+                                                                      ", ".join(r.folder.name for r in group.runs)]
             lines.append("| " + " | ".join(cells + [_cell(group.stats(m)) for m in metrics]) + " |")
             writer.writerow(cells + [v for m in metrics for v in (group.stats(m) or ("", "", 0))])
     others = [r for r in runs if r.status != "finished"]
     if others:
         lines += ["", "Not finished (no metrics.json):", ""] + [f"- {r.folder}: {r.status}" for r in others]
     markdown = f"Scores x100; {len(runs)} runs under {root}, sorted by val/cider.\n\n" + "\n".join(lines) + "\n"
-    (out / "comparison.md").write_text(markdown)
+    write_text(out / "comparison.md", markdown)
     _plots(runs, groups, settings, metrics, out)
     return markdown
 
@@ -157,11 +160,11 @@ def _plots(runs: list[Run], groups: list[Group], settings: list[str], metrics: l
     for metric in ("val/cider", "val/bleu4"):
         figure, axis = plt.subplots(figsize=(8, 5))
         for run in runs:
-            points = [(row["epoch"], row[metric]) for row in run.history if row.get(metric) is not None]
+            points = [(row["epoch"] + 1, 100 * row[metric]) for row in run.history if row.get(metric) is not None]
             if points:
                 axis.plot(*zip(*points), marker="o", label=f"{_label(run, settings)} [{run.folder.name}]")
         axis.set_xlabel("epoch")
-        axis.set_ylabel(metric)
+        axis.set_ylabel(f"{metric} x100")
         axis.legend(fontsize=7)
         figure.tight_layout()
         figure.savefig(out / f"{metric.replace('/', '_')}_per_epoch.png", dpi=100)

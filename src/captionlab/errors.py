@@ -7,3 +7,10 @@ keeps its traceback.
 
 class UserError(Exception):
     """A problem with the user's input: the message names the thing and what to do."""
+
+
+def require_int(value: object, name: str, minimum: int) -> int:
+    """`value` if it is a whole number >= `minimum`, else a UserError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name}={value!r}: give a whole number >= {minimum}")
+    return value

@@ -26,7 +26,7 @@ from captionlab.metrics.diversity import diversity
 from captionlab.metrics.scorer import get_scorer
 from captionlab.registry import build
 from captionlab.train import ensure_writable, metrics_table
-from captionlab.utils.io import write_json, write_predictions
+from captionlab.utils.io import read_text, write_json, write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,24 @@ def read_results_file(path: str | Path, references: dict[Any, list[str]]) -> dic
     """A COCO results file `[{"image_id": ..., "caption": ...}]` covering every image of the split."""
     path = Path(path)
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(read_text(path, "predictions file"))
     except FileNotFoundError:
         raise UserError(f"predictions file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except json.JSONDecodeError as err:
         raise UserError(f"{path} is not JSON ({err}); expected COCO results [{{\"image_id\", \"caption\"}}]") from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and {"image_id", "caption"} <= set(e) for e in entries):
         raise UserError(f"{path}: expected COCO results format, a list of {{\"image_id\": ..., \"caption\": ...}}")
     predictions: dict[Any, str] = {}
-    for entry in entries:
+    for number, entry in enumerate(entries):
+        if isinstance(entry["image_id"], bool) or not isinstance(entry["image_id"], (int, str)):
+            raise UserError(f"{path}: entry {number} has an image_id that is neither a number nor a string "
+                            f"({json.dumps(entry['image_id'])[:60]})")
+        if not isinstance(entry["caption"], str):
+            raise UserError(f"{path}: entry {number} (image_id {entry['image_id']!r}) has a caption that is not a string "
+                            f"({json.dumps(entry['caption'])[:60]}); give each image one caption string")
         if entry["image_id"] in predictions:
             raise UserError(f"{path}: image_id {entry['image_id']!r} has more than one caption; keep one per image")
-        predictions[entry["image_id"]] = str(entry["caption"])
+        predictions[entry["image_id"]] = entry["caption"]
     unknown = [i for i in predictions if i not in references]
     if unknown:
         raise UserError(f"{path}: {len(unknown)} image ids are not in this split (e.g. {unknown[0]!r}); "

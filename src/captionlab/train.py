@@ -2,6 +2,7 @@
 scored on val and test, with every result written into the run folder."""
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from captionlab.checkpoint import load_module
-from captionlab.errors import UserError
+from captionlab.checkpoint import checkpoint_hparams, load_module, read_checkpoint
+from captionlab.errors import UserError, require_int
 from captionlab.metrics.scorer import METRIC_NAMES
 from captionlab.registry import build
+from captionlab.training.checkpoint_io import AtomicCheckpointIO
 from captionlab.training.loggers import fill_identity, finish_loggers, run_hparams, run_identity
 from captionlab.training.module import CaptioningModule, module_class
 from captionlab.utils.io import write_json, write_predictions
@@ -54,7 +56,77 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# settings (last part of the key) that change neither the weights nor the data's meaning: where files
+# are, how they are loaded, where the initial weights came from; a resume may differ in them
+RESUME_IGNORED = {"root", "cache_dir", "feature_cache_dir", "cache_features", "on_error", "batch_size",
+                  "eval_batch_size", "num_workers", "max_image_pixels", "allow_split_overlap", "pretrained",
+                  "checkpoint", "lr_mult", "embeddings_file"}
+RESUME_SECTIONS = ("model", "data", "encoder", "decoder")
+
+
+def _flatten(node: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}.{key}").items()}
+    return {prefix: node}
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text.rsplit(".", 1)[-1] if isinstance(value, str) and text.startswith("captionlab.") else text
+
+
+def check_resume(cfg: DictConfig) -> dict[str, Any]:
+    """The checkpoint that `ckpt_path` resumes, read safely (weights only) and checked against the
+    composed model and data, before anything is written: a corrupt file or other settings are
+    one line that names the differences, and the finished run's folder stays as it was."""
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    saved = checkpoint_hparams(checkpoint, cfg.ckpt_path)["config"]
+    differences = []
+    for section in RESUME_SECTIONS:
+        then = _flatten(saved.get(section, {}), section)
+        now = _flatten(OmegaConf.to_container(cfg[section], resolve=True), section)
+        for key in sorted(set(then) | set(now)):
+            if key.rsplit(".", 1)[-1] not in RESUME_IGNORED and then.get(key) != now.get(key):
+                differences.append(f"{key}={_short(now.get(key))} (the checkpoint's run: {_short(then.get(key))})")
+    if differences:
+        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
+        raise UserError(f"cannot resume from {cfg.ckpt_path}: this command composes another model or data: {shown}; "
+                        "repeat the run's own options (its .hydra/overrides.yaml)")
+    return checkpoint
+
+
+def _check_resume_weights(module: CaptioningModule, checkpoint: dict[str, Any], path: str) -> None:
+    """The resumed weights fit the model built now (e.g. the vocabulary, from the data, is the same)."""
+    if module.vocab.words != list(checkpoint["hyper_parameters"]["vocab"]):
+        raise UserError(f"cannot resume from {path}: the data now gives another vocabulary "
+                        f"({len(module.vocab)} words, the checkpoint's run had {len(checkpoint['hyper_parameters']['vocab'])}); "
+                        "resume on the run's own data")
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if expected != found:
+        key = next(k for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k))
+        raise UserError(f"cannot resume from {path}: its weights do not fit this model ({key}: "
+                        f"{found.get(key, 'absent')} in the checkpoint, {expected.get(key, 'absent')} here)")
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    """One line for values that would otherwise fail deep inside Lightning or torch."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UserError(f"seed={seed!r}: give a whole number from 0 to {2**32 - 1}")
+    trainer = cfg.trainer
+    for key, minimum in (("max_epochs", -1), ("min_epochs", 0), ("max_steps", -1), ("accumulate_grad_batches", 1),
+                         ("check_val_every_n_epoch", 1), ("log_every_n_steps", 1), ("num_sanity_val_steps", -1)):
+        if trainer.get(key) is not None:
+            require_int(trainer[key], f"trainer.{key}", minimum)
+    if cfg.get("init_from") and cfg.get("ckpt_path"):
+        raise UserError("give either init_from (a new stage from a checkpoint's weights) or ckpt_path "
+                        "(resume a stopped run), not both")
+
+
 def run_training(cfg: DictConfig) -> dict[str, Any]:
+    check_run_options(cfg)
+    resumed = check_resume(cfg) if cfg.get("ckpt_path") else None
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -72,6 +144,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         log.info(line)
     if module is None:
         module = module_class(cfg.model._target_, "model")(module_config, datamodule.vocab.words)
+    else:
+        _check_vocabulary_coverage(datamodule, cfg)
+    if resumed is not None:
+        _check_resume_weights(module, resumed, cfg.ckpt_path)
     if cfg.get("compile_decoder"):
         # the bound method, not the module: parameter names (and so checkpoints) stay the same
         decoder = module.captioner.decoder
@@ -82,11 +158,21 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 
     fill_identity(cfg.get("logger"), run_identity(cfg, hydra_choices()))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
-                                      logger=instantiate_all(cfg.get("logger")) or False)
+                                      logger=instantiate_all(cfg.get("logger")) or False,
+                                      plugins=[AtomicCheckpointIO()])
     try:
         return _fit_and_score(cfg, trainer, module, datamodule, output_dir)
     finally:
         finish_loggers(trainer.loggers)
+
+
+def _check_vocabulary_coverage(datamodule, cfg: DictConfig) -> None:
+    """A new stage on other data: the checkpoint's vocabulary must know most of the training words."""
+    coverage, minimum = datamodule.vocab_coverage, float(cfg.get("init_from_min_coverage", 0.0))
+    if coverage is not None and coverage < minimum:
+        raise UserError(f"init_from={cfg.init_from}: its vocabulary covers only {100 * coverage:.1f}% of the words of "
+                        f"data={datamodule.name}'s training captions (the rest would become <unk>); train on the "
+                        f"checkpoint's data, or set init_from_min_coverage={coverage:.2f} to accept it")
 
 
 def hydra_choices() -> dict[str, str]:
@@ -107,7 +193,11 @@ def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModul
         write_json(output_dir / "search.json", module.search.config())
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # resumed checkpoints load as weights only, as evaluate.py's do (check_resume read it so already)
+        safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), **safe)
+        for line in datamodule.unreadable_report():
+            log.warning(line)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if best is None and cfg.get("train", True) and not trainer.fast_dev_run:
@@ -127,6 +217,8 @@ def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModul
         else:
             log.warning(f"data={datamodule.name} has no test captions: test stage skipped")
     summary = {**results, "best_checkpoint": best, "best_epoch": module.loaded_epoch if best else None, "data": datamodule.name}
+    if datamodule.unreadable:  # images that did not decode, skipped under data.on_error=skip
+        summary["skipped_images"] = {split: sorted(map(str, ids)) for split, ids in datamodule.unreadable.items()}
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", summary)
         log.info("metrics (x100) of %s:\n%s", best or "the final weights", metrics_table(results))

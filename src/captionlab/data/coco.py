@@ -12,6 +12,7 @@ from captionlab.data.problems import Problems, readable_image, require_file, req
 from captionlab.data.records import SPLITS, CaptionRecord
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.utils.io import read_text
 
 
 @register
@@ -33,19 +34,29 @@ class CocoSource:
             path = require_file(self.root / "annotations" / f"captions_{coco_split}.json", "COCO caption file",
                                 f"download captions_{coco_split}.json into data.root/annotations/")
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(read_text(path, "COCO caption file"))
                 images, annotations = data["images"], data["annotations"]
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise UserError(f"{path}: not a COCO caption file ({type(err).__name__}: {err})") from None
             captions: dict[int, list[str]] = defaultdict(list)
             for number, annotation in enumerate(annotations):
-                text = str(annotation.get("caption", "")).strip()
+                where = f"{path.name}: annotations[{number}]"
+                if not isinstance(annotation, dict) or "image_id" not in annotation \
+                        or not isinstance(annotation.get("caption", ""), str):
+                    self.problems.report("malformed entry", where, "an annotation needs 'image_id' and a string "
+                                         "'caption'", "fix or remove the annotation")
+                    continue
+                text = annotation.get("caption", "").strip()
                 if not text:
-                    self.problems.report("empty caption", f"{path.name}: annotations[{number}]",
-                                         f"empty caption for image {annotation.get('image_id')}", "remove it")
+                    self.problems.report("empty caption", where, f"empty caption for image {annotation['image_id']}",
+                                         "remove it")
                     continue
                 captions[annotation["image_id"]].append(text)
-            for image in images:
+            for number, image in enumerate(images):
+                if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+                    self.problems.report("malformed entry", f"{path.name}: images[{number}]",
+                                         "an image entry needs 'id' and 'file_name'", "fix or remove the entry")
+                    continue
                 where = f"{path.name}: image {image['id']}"
                 if not captions.get(image["id"]):
                     self.problems.report("image without captions", where, f"{image['file_name']} has no caption",

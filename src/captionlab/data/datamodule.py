@@ -1,6 +1,7 @@
 """The LightningDataModule shared by every dataset: records in, batches of images and tokens out."""
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -8,30 +9,24 @@ from typing import Any, Callable
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from captionlab.data.feature_cache import CachedFeatures, cache_key, load_or_extract, weights_digest
+from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.records import SPLITS, CaptionRecord, canonical_split, records_fingerprint
 from captionlab.data.transforms import build_transform
 from captionlab.data.vocab import PAD_ID, Vocabulary, tokenize
-from captionlab.errors import UserError
+from captionlab.errors import UserError, require_int
 from captionlab.models.encoders import TimmEncoder
 from captionlab.registry import register
 
-
-def load_image(path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise UserError(f"image not found: {path}; check data.root and the dataset's image folder") from None
-    except OSError as err:
-        raise UserError(f"cannot read image {path} ({err}); replace the file or use data.on_error=skip") from None
+log = logging.getLogger(__name__)
 
 
 class ImageDataset(Dataset):
-    """Images (or their cached features) with their position in the split."""
+    """Images (or their cached features) with their position in the split. An image that does not
+    decode becomes a marker item (`unreadable`), which `collate` sets aside and the DataModule
+    skips and counts, or refuses, in the main process (`data.on_error`)."""
 
     def __init__(self, records: list[CaptionRecord], transform: Callable, features: CachedFeatures | None = None):
         self.records, self.transform, self.features = records, transform, features
@@ -40,9 +35,14 @@ class ImageDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.features is not None:
-            return {**self.features[index], "index": index}
-        return {"image": self.transform(load_image(self.records[index].image_path)), "index": index}
+        try:
+            if self.features is not None:
+                return {**self.features[index], "index": index}
+            return {"image": self.transform(load_image(self.records[index].image_path)), "index": index}
+        except UnreadableImage as err:
+            record = self.records[index]
+            return {"index": index, "unreadable": {"split": record.split, "image_id": record.image_id, "row": index,
+                                                   "message": str(err)}}
 
 
 class TrainDataset(ImageDataset):
@@ -55,14 +55,26 @@ class TrainDataset(ImageDataset):
         self.tokens = [[torch.tensor(vocab.encode(c, max_caption_len)) for c in r.captions] for r in records]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if "unreadable" in item:
+            return item
         captions = self.tokens[index]
         k = self.captions_per_image
         chosen = random.sample(captions, k) if len(captions) >= k else captions + random.choices(captions, k=k - len(captions))
-        return {**super().__getitem__(index), "tokens": chosen}
+        return {**item, "tokens": chosen}
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    batch = {key: torch.stack([it[key] for it in items]) for key in ("image", "pooled", "grid") if key in items[0]}
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the items; unreadable ones go to `batch["unreadable"]` (the batch may then be empty)."""
+    unreadable = [it["unreadable"] for it in items if "unreadable" in it]
+    items = [it for it in items if "unreadable" not in it]
+    batch: dict[str, Any] = {}
+    if unreadable:
+        batch["unreadable"] = unreadable
+    if not items:
+        batch["index"] = torch.empty(0, dtype=torch.long)
+        return batch
+    batch.update({key: torch.stack([it[key] for it in items]) for key in ("image", "pooled", "grid") if key in items[0]})
     batch["index"] = torch.tensor([it["index"] for it in items])
     if "tokens" in items[0]:
         captions = [t for it in items for t in it["tokens"]]
@@ -80,6 +92,8 @@ class CaptionDataModule(pl.LightningDataModule):
     `image_size` is the size at which this dataset's images are fed to the encoder (the encoder
     configs read it; None keeps the encoder's own default). `cache_features` (auto: when the
     encoder is frozen) trains from features extracted once into `feature_cache_dir`.
+    `max_image_pixels`: larger images count as unreadable (PIL's decompression-bomb guard).
+    `allow_split_overlap`: accept images that are in the test split and in another one.
     `source_options` are the dataset's user-facing options (root, on_error, annotations, ...),
     which the data config passes on to the source.
     """
@@ -97,6 +111,8 @@ class CaptionDataModule(pl.LightningDataModule):
         image_size: int | None = None,
         cache_features: bool | str = "auto",
         feature_cache_dir: str | None = None,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        allow_split_overlap: bool = False,
         vocab: Vocabulary | None = None,
         preprocessing: dict[str, Any] | None = None,
         **source_options: Any,
@@ -104,18 +120,26 @@ class CaptionDataModule(pl.LightningDataModule):
         super().__init__()
         self.source, self.name, self.image_size = source, name, image_size
         self.source_options = source_options
+        self.on_error = source_options.get("on_error", "raise")
         self.cache_features, self.feature_cache_dir = cache_features, feature_cache_dir
         self.features: dict[str, Any] = {}  # split -> CachedFeatures, once the cache is set up
         self.transform: Callable | None = None
         if preprocessing is not None:
             self.set_preprocessing(preprocessing)
-        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.captions_per_image, self.min_word_count = captions_per_image, min_word_count
-        self.max_caption_len = max_caption_len
+        self.batch_size = require_int(batch_size, "data.batch_size", 1)
+        self.eval_batch_size = require_int(eval_batch_size, "data.eval_batch_size", 1)
+        self.num_workers = require_int(num_workers, "data.num_workers", 0)
+        self.captions_per_image = require_int(captions_per_image, "data.captions_per_image", 1)
+        self.min_word_count = require_int(min_word_count, "data.min_word_count", 1)
+        self.max_caption_len = require_int(max_caption_len, "data.max_caption_len", 1)
+        set_max_image_pixels(max_image_pixels)
+        self.allow_split_overlap = allow_split_overlap
         self.vocab = vocab
+        self.vocab_coverage: float | None = None  # of the training words, when the vocabulary came with the model
         self.records: dict[str, list[CaptionRecord]] | None = None
         self.test_split = "test"  # what the test loop evaluates; evaluate.py may point it at val
         self.report: list[str] = []
+        self.unreadable: dict[str, dict[Any, str]] = {}  # split -> image id -> why, for images skipped while loading
 
     def set_preprocessing(self, preprocessing: dict[str, Any]) -> None:
         """Use the model's image preprocessing (known only once the encoder exists)."""
@@ -128,21 +152,60 @@ class CaptionDataModule(pl.LightningDataModule):
         """Load the records and build the vocabulary once (idempotent; called before the model exists)."""
         if self.records is not None:
             return
-        self.records = self.source.load()
+        records = self.source.load()
         problems = getattr(self.source, "problems", None)
         if problems is not None:
             self.report += problems.summary()
+        self._check_overlaps(records)
+        self.records = records
+        train_captions = [c for r in records.get("train", []) for c in r.captions]
         if self.vocab is None:
-            if not self.records.get("train"):
+            if not train_captions:
                 raise UserError(f"data={self.name}: the train split is empty; the vocabulary is built from it")
-            self.vocab = Vocabulary.build((c for r in self.records["train"] for c in r.captions), self.min_word_count)
-        long = sum(len(tokenize(c)) > self.max_caption_len for r in self.records.get("train", []) for c in r.captions)
-        sizes = ", ".join(f"{s} {len(self.records.get(s, []))}" for s in SPLITS)
-        self.report.append(f"data={self.name}: images {sizes}; vocabulary {len(self.vocab)} words "
-                           f"(min count {self.min_word_count}, train split only)")
+            self.vocab = Vocabulary.build(train_captions, self.min_word_count)
+            origin = f"min count {self.min_word_count}, train split only"
+        else:
+            self.vocab_coverage = self.vocab.coverage(train_captions)
+            origin = f"the model's; it covers {100 * self.vocab_coverage:.1f}% of the training words"
+        long = sum(len(tokenize(c)) > self.max_caption_len for c in train_captions)
+        sizes = ", ".join(f"{s} {len(records.get(s, []))}" for s in SPLITS)
+        self.report.append(f"data={self.name}: images {sizes}; vocabulary {len(self.vocab)} words ({origin})")
         if long:
             self.report.append(f"data={self.name}: {long} training captions longer than "
                                f"data.max_caption_len={self.max_caption_len} words were truncated")
+
+    def _check_overlaps(self, records: dict[str, list[CaptionRecord]]) -> None:
+        """Report images that are in two splits; refuse those involving test unless allowed."""
+        files = {split: {str(r.image_path) for r in records.get(split, [])} for split in SPLITS}
+        for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+            shared = sorted(files[first] & files[second])
+            if not shared:
+                continue
+            message = (f"data={self.name}: {len(shared)} images are in both {first} and {second} "
+                       f"(e.g. {Path(shared[0]).name})")
+            if second == "test" and not self.allow_split_overlap:
+                raise UserError(f"{message}: test scores on them would not be honest; fix the split lists "
+                                "or set data.allow_split_overlap=true")
+            self.report.append(message)
+
+    def take_unreadable(self, batch: dict[str, Any]) -> None:
+        """The images a batch could not decode: stop (data.on_error=raise) or skip and count them."""
+        for item in batch.pop("unreadable", []):
+            if self.on_error != "skip":
+                raise UserError(f"{item['message']}; replace the file or set data.on_error=skip to skip such images")
+            skipped = self.unreadable.setdefault(item["split"], {})
+            if item["image_id"] not in skipped:
+                log.warning("skipped %s image %s: %s (data.on_error=skip)", item["split"], item["image_id"], item["message"])
+            skipped[item["image_id"]] = item["message"]
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        self.take_unreadable(batch)
+        return batch
+
+    def unreadable_report(self) -> list[str]:
+        """One line per split with images skipped because they did not decode."""
+        return [f"data={self.name}: skipped {len(skipped)} {split} images that could not be decoded "
+                f"(e.g. {next(iter(skipped.values()))})" for split, skipped in sorted(self.unreadable.items())]
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -181,7 +244,7 @@ class CaptionDataModule(pl.LightningDataModule):
         plain_loader = lambda split: self._loader(ImageDataset(self.split(split), self.transform),  # noqa: E731
                                                   self.eval_batch_size, shuffle=False)
         self.features = load_or_extract(Path(self.feature_cache_dir), key, self.records, plain_loader,
-                                        encoder, torch.device(device))
+                                        encoder, torch.device(device), self.take_unreadable)
         self.report.append(f"data={self.name}: training from cached {encoder.name} features ({key})")
         return True
 

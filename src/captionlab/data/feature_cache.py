@@ -2,7 +2,13 @@
 that changes them (encoder name and weights, preprocessing, the list of images).
 
 Layout: `<cache_dir>/<key>/<split>.pooled.npy`, `<split>.grid.npy`, `meta.json` (written last:
-a folder without it is an unfinished extraction and is redone).
+a folder without it is an unfinished extraction and is redone). `meta.json` also lists the images
+that could not be decoded (skipped under `data.on_error=skip`), so runs from the cache skip them too.
+
+Several processes may share a cache (a `-m launcher=joblib` sweep, DDP ranks): each key has a lock
+file, `<key>.lock`, held while a process checks or writes that folder. The others wait (saying so)
+and then find the finished features. The lock is an OS file lock, released when its holder exits,
+so a folder without `meta.json` found while holding the lock was left by a process that died.
 """
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,8 +26,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from captionlab.data.images import UnreadableImage
 from captionlab.data.records import CaptionRecord
 from captionlab.errors import UserError
+from captionlab.utils.io import write_json
+
+try:  # POSIX file locks; elsewhere two processes must not share a cache folder
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +43,11 @@ log = logging.getLogger(__name__)
 class CachedFeatures:
     pooled: np.ndarray  # [N, D] float16, memory-mapped
     grid: np.ndarray  # [N, G, D] float16, memory-mapped
+    unreadable: dict[int, str] = field(default_factory=dict)  # rows of images that did not decode
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if index in self.unreadable:
+            raise UnreadableImage(self.unreadable[index])
         return {"pooled": torch.from_numpy(np.array(self.pooled[index])),
                 "grid": torch.from_numpy(np.array(self.grid[index]))}
 
@@ -56,12 +73,19 @@ def cache_key(encoder_name: str, weights: str, preprocessing: dict[str, Any],
 
 
 def extract(encoder: torch.nn.Module, loader: DataLoader, folder: Path, split: str, count: int,
-            device: torch.device) -> None:
-    """Run the encoder over one split and write its features, with a progress bar."""
+            device: torch.device, take_unreadable: Callable[[dict], None]) -> dict[int, str]:
+    """Run the encoder over one split and write its features, with a progress bar. Returns the
+    rows of the images that did not decode (after `take_unreadable` accepted skipping them)."""
     pooled_file, grid_file = None, None
+    unreadable: dict[int, str] = {}
     encoder = encoder.to(device).eval()
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"extracting features ({split})", unit="batch"):
+            failed = batch.get("unreadable", [])
+            take_unreadable(batch)  # raises under data.on_error=raise
+            unreadable.update({item["row"]: item["message"] for item in failed})
+            if batch["index"].numel() == 0:
+                continue
             output = encoder(batch["image"].to(device))
             pooled, grid = output.pooled.half().cpu().numpy(), output.grid.half().cpu().numpy()
             if pooled_file is None:
@@ -69,33 +93,67 @@ def extract(encoder: torch.nn.Module, loader: DataLoader, folder: Path, split: s
                 grid_file = np.lib.format.open_memmap(folder / f"{split}.grid.tmp.npy", "w+", np.float16, (count, *grid.shape[1:]))
             index = batch["index"].numpy()
             pooled_file[index], grid_file[index] = pooled, grid
+    if pooled_file is None:
+        raise UserError(f"none of the {count} {split} images could be decoded: nothing to extract features from")
     pooled_file.flush()
     grid_file.flush()
     del pooled_file, grid_file
     for kind in ("pooled", "grid"):
         (folder / f"{split}.{kind}.tmp.npy").replace(folder / f"{split}.{kind}.npy")
+    return unreadable
+
+
+@contextmanager
+def key_lock(cache_dir: Path, key: str):
+    """Hold `<cache_dir>/<key>.lock` (waiting, with a message, while another process holds it)."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(cache_dir / f"{key}.lock", "a")
+    except OSError as err:
+        raise UserError(f"cannot write the feature cache under {cache_dir} ({err.strerror}): "
+                        "set paths.cache_dir to a writable folder") from None
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("waiting for another process that is extracting features into %s", cache_dir / key)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_or_extract(cache_dir: Path, key: str, records: dict[str, list[CaptionRecord]],
                     make_loader: Callable[[str], DataLoader], encoder: torch.nn.Module,
-                    device: torch.device) -> dict[str, CachedFeatures]:
-    folder = Path(cache_dir) / key
-    meta = folder / "meta.json"
-    if not meta.is_file():
-        if folder.exists():
-            shutil.rmtree(folder)  # an interrupted extraction
-        try:
+                    device: torch.device, take_unreadable: Callable[[dict], None]) -> dict[str, CachedFeatures]:
+    """The features of every non-empty split, extracted now unless a finished extraction exists.
+    `take_unreadable(batch)` decides about images that do not decode (skip and count, or raise)."""
+    cache_dir = Path(cache_dir)
+    folder = cache_dir / key
+    meta_file = folder / "meta.json"
+    with key_lock(cache_dir, key):
+        if not meta_file.is_file():
+            if folder.exists():
+                log.info("removing an unfinished feature extraction (its process has ended): %s", folder)
+                shutil.rmtree(folder)
             folder.mkdir(parents=True)
-        except OSError as err:
-            raise UserError(f"cannot write the feature cache under {cache_dir} ({err.strerror}): "
-                            "set paths.cache_dir to a writable folder") from None
-        log.info("feature cache miss: extracting into %s", folder)
-        for split, split_records in records.items():
-            if split_records:
-                extract(encoder, make_loader(split), folder, split, len(split_records), device)
-        meta.write_text(json.dumps({"key": key, "splits": {s: len(r) for s, r in records.items()}}))
-    else:
-        log.info("feature cache hit: %s", folder)
+            log.info("feature cache miss: extracting into %s", folder)
+            unreadable = {}
+            for split, split_records in records.items():
+                if split_records:
+                    rows = extract(encoder, make_loader(split), folder, split, len(split_records), device,
+                                   take_unreadable)
+                    unreadable[split] = {str(row): message for row, message in rows.items()}
+            meta = {"key": key, "splits": {s: len(r) for s, r in records.items()}, "unreadable": unreadable}
+            write_json(meta_file, meta)
+        else:
+            log.info("feature cache hit: %s", folder)
+            meta = json.loads(meta_file.read_text())
+    skipped = meta.get("unreadable", {})
     return {split: CachedFeatures(np.load(folder / f"{split}.pooled.npy", mmap_mode="r"),
-                                  np.load(folder / f"{split}.grid.npy", mmap_mode="r"))
+                                  np.load(folder / f"{split}.grid.npy", mmap_mode="r"),
+                                  {int(row): message for row, message in skipped.get(split, {}).items()})
             for split, split_records in records.items() if split_records}

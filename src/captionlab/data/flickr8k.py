@@ -16,6 +16,7 @@ from captionlab.data.problems import Problems, readable_image, require_root
 from captionlab.data.records import SPLITS, CaptionRecord
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.utils.io import read_text
 
 TOKEN_FILE = "Flickr8k.token.txt"
 KAGGLE_FILE = "captions.txt"
@@ -74,7 +75,7 @@ class Flickr8kSource:
     def _read_token_file(self, path: Path) -> dict[str, list[str]]:
         captions: dict[str, list[str]] = defaultdict(list)
         quirk = 0
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, "caption file").splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
@@ -98,7 +99,7 @@ class Flickr8kSource:
 
     def _read_kaggle_file(self, path: Path) -> dict[str, list[str]]:
         captions: dict[str, list[str]] = defaultdict(list)
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
@@ -123,7 +124,7 @@ class Flickr8kSource:
             if missing:
                 raise UserError(f"split list(s) {', '.join(missing)} not found in {self.root}: "
                                 "Flickr8k's official lists come as a set of three")
-            return {s: [(line.strip(), f"{path}:{n}") for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+            return {s: [(line.strip(), f"{path}:{n}") for n, line in enumerate(read_text(path, "split list").splitlines(), 1) if line.strip()]
                     for s, path in present.items()}
         names = sorted(captions)
         random.Random(self.split_seed).shuffle(names)

@@ -15,6 +15,7 @@ from captionlab.data.problems import Problems, readable_image, require_file, req
 from captionlab.data.records import SPLITS, CaptionRecord, canonical_split
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.utils.io import read_text
 
 
 @register
@@ -34,7 +35,7 @@ class FolderSource:
     def _rows(self):
         """(where, image, caption, split or None) per row."""
         if self.annotations.suffix in (".jsonl", ".json"):
-            for number, line in enumerate(self.annotations.read_text(encoding="utf-8").splitlines(), 1):
+            for number, line in enumerate(read_text(self.annotations, "caption file").splitlines(), 1):
                 if not line.strip():
                     continue
                 where = f"{self.annotations}:{number}"
@@ -45,7 +46,7 @@ class FolderSource:
                     self.problems.report("malformed line", where, f"cannot parse {line[:60]!r}",
                                          'expected {"image": ..., "caption": ..., "split": ...}')
             return
-        with self.annotations.open(encoding="utf-8", newline="") as handle:
+        with self.annotations.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
                 raise UserError(f"{self.annotations}: expected a CSV header with image,caption[,split]; found {reader.fieldnames}")

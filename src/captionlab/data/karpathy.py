@@ -12,6 +12,7 @@ from captionlab.data.problems import Problems, readable_image, require_file, req
 from captionlab.data.records import SPLITS, CaptionRecord
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.utils.io import read_text
 
 
 @register
@@ -27,7 +28,7 @@ class KarpathySource:
 
     def load(self) -> dict[str, list[CaptionRecord]]:
         try:
-            images = json.loads(self.annotations.read_text(encoding="utf-8"))["images"]
+            images = json.loads(read_text(self.annotations, "Karpathy split file"))["images"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise UserError(f"{self.annotations}: not a Karpathy split file ({type(err).__name__}: {err}); "
                             "expected {'images': [{'filename', 'split', 'sentences': [{'raw'}]}]}") from None
@@ -35,6 +36,11 @@ class KarpathySource:
         restval = 0
         for number, entry in enumerate(images):
             where = f"{self.annotations.name}: images[{number}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) \
+                    or not isinstance(entry.get("sentences", []), list):
+                self.problems.report("malformed entry", where, "an image entry needs 'filename' (a string) and "
+                                     "'sentences' (a list)", "fix or remove the entry")
+                continue
             split = entry.get("split")
             if split == "restval":
                 restval += 1
@@ -44,12 +50,13 @@ class KarpathySource:
             if split not in SPLITS:
                 self.problems.report("unknown split", where, f"split {split!r}", "use train/val/test/restval")
                 continue
-            captions = tuple(s["raw"].strip() for s in entry.get("sentences", []) if s.get("raw", "").strip())
+            captions = tuple(s["raw"].strip() for s in entry.get("sentences", [])
+                             if isinstance(s, dict) and isinstance(s.get("raw"), str) and s["raw"].strip())
             if not captions:
-                self.problems.report("image without captions", where, f"{entry.get('filename')} has no caption",
+                self.problems.report("image without captions", where, f"{entry['filename']} has no caption",
                                      "remove the entry")
                 continue
-            relative = Path(entry.get("filepath", "")) / entry["filename"]
+            relative = Path(str(entry.get("filepath", ""))) / entry["filename"]
             path = self.image_dir / relative
             if readable_image(path, self.problems, where):
                 image_id = entry["cocoid"] if "cocoid" in entry else str(relative) if entry.get("filepath") else entry["filename"]

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image
-
+from captionlab.data.images import UnreadableImage, check_image
 from captionlab.errors import UserError
 
 ON_ERROR = ("raise", "skip")
@@ -48,16 +47,14 @@ class Problems:
 
 
 def readable_image(path: Path, problems: Problems, where: str) -> bool:
-    """Check that `path` exists and its header decodes (cheap: no full decode)."""
-    if not path.is_file():
-        problems.report("missing image", where, f"image file {path} not found",
-                        "check data.root / data.image_dir or remove the entry")
-        return False
+    """Check that `path` exists and its header parses (cheap: the pixels are decoded later, and a
+    file that fails then is skipped or reported by the data loaders in the same way)."""
     try:
-        with Image.open(path) as image:
-            image.size  # noqa: B018  (parses the header)
-    except OSError as err:
-        problems.report("unreadable image", where, f"cannot read image {path} ({err})", "replace the file")
+        check_image(path)
+    except UnreadableImage as err:
+        kind = "missing image" if not Path(path).is_file() else "unreadable image"
+        fix = "check data.root / data.image_dir or remove the entry" if kind == "missing image" else "replace the file"
+        problems.report(kind, where, str(err), fix)
         return False
     return True
 

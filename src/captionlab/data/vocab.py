@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from captionlab.utils.io import read_text, write_text
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
@@ -56,9 +58,14 @@ class Vocabulary:
                 words.append(self.words[i])
         return " ".join(words)
 
+    def coverage(self, captions: Iterable[str]) -> float:
+        """The share of the words of `captions` that this vocabulary knows (1.0 for no words)."""
+        words = [w for c in captions for w in tokenize(c)]
+        return sum(w in self.index for w in words) / len(words) if words else 1.0
+
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.words, indent=0))
+        write_text(path, json.dumps(self.words, indent=0))
 
     @classmethod
     def load(cls, path: Path) -> "Vocabulary":
-        return cls(json.loads(Path(path).read_text()))
+        return cls(json.loads(read_text(path, "vocabulary file")))

@@ -124,8 +124,12 @@ def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int
             raise UserError(f"encoder.checkpoint={checkpoint}: no such file; give a local weights file")
         if path.suffix == ".ckpt" and not keep_classifier:  # a captionlab checkpoint: its trained encoder
             model = timm.create_model(name, pretrained=False, **kwargs)
-            model.load_state_dict(_captionlab_encoder_weights(path, name))
+            weights = _captionlab_encoder_weights(path, name)
+            check_backbone_weights(model, weights, name, path)
+            model.load_state_dict(weights)
             return model
+        check_backbone_weights(timm.create_model(name, pretrained=False, **kwargs), _read_weights(path), name, path)
+        # timm loads the file itself: its filter functions adapt e.g. a ViT's position embeddings
         overlay = {"file": str(path)}
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -140,18 +144,40 @@ def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int
                         "pass encoder.checkpoint=<local weights file> or go online") from None
 
 
-def _captionlab_encoder_weights(path: Path, name: str) -> dict[str, torch.Tensor]:
-    """The encoder weights inside a captionlab checkpoint (e.g. to index a trained encoder's features)."""
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's tensors (torch or safetensors; weights only), or one line saying it is none."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        found = checkpoint["hyper_parameters"]["config"]["encoder"]["name"]
-        state = checkpoint["state_dict"]
-    except Exception as err:  # unpickling, a foreign file: one line, not a traceback
-        raise UserError(f"encoder.checkpoint={path}: not a readable captionlab checkpoint ({type(err).__name__})") from None
-    if found != name:
-        raise UserError(f"encoder.checkpoint={path} holds a {found} encoder, not {name}: set encoder.name={found}")
-    prefix = "captioner.encoder.model."
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        state = timm.models.load_state_dict(str(path), weights_only=True)
+    except Exception as err:  # unpickling, a text file, a truncated file: one line, not a traceback
+        raise UserError(f"encoder.checkpoint={path}: not a readable weights file "
+                        f"({type(err).__name__}); give a timm/PyTorch state dict (.pth, .bin or .safetensors)") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"encoder.checkpoint={path}: not a state dict of tensors; give a timm/PyTorch weights file")
+    return state
+
+
+# key names that tell the family of a weights file (for the message when it does not fit)
+_FAMILY_KEYS = (("patch_embed.proj.weight", "a ViT"), ("conv_stem.weight", "an EfficientNet/MobileNet (timm)"),
+                ("layer1.0.conv1.weight", "a ResNet"), ("stem.0.weight", "a ConvNeXt"),
+                ("features.0.weight", "a torchvision-style VGG/MobileNet"))
+
+
+def check_backbone_weights(model: nn.Module, weights: dict[str, torch.Tensor], name: str, path: Path) -> None:
+    """Every tensor of the backbone must be in the file with its shape (a classifier may be absent
+    or extra; a position embedding may differ in size, timm resamples it). timm itself loads
+    non-strictly when the class count differs, so without this a file of another architecture
+    would leave the encoder random without an error."""
+    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    matched = sum(1 for key, tensor in expected.items()
+                  if key in weights and (weights[key].shape == tensor.shape or "pos_embed" in key))
+    if matched == len(expected):
+        return
+    family = next((label for key, label in _FAMILY_KEYS if key in weights), "an unknown architecture")
+    example = next(key for key in expected if key not in weights or
+                   (weights[key].shape != expected[key].shape and "pos_embed" not in key))
+    raise UserError(f"encoder.checkpoint={path} does not hold {name} weights: {matched} of {len(expected)} backbone "
+                    f"tensors match (e.g. {example!r} is missing or of another shape); the file holds "
+                    f"{len(weights)} tensors and looks like {family}; set encoder.name to its architecture")
 
 
 def _preprocessing(model: nn.Module, input_size: int | None, crop: bool) -> dict[str, Any]:

@@ -7,8 +7,8 @@ summed log-probability `score` ranks by `score / length ** length_penalty`. 0 ra
 
 At each step an image's candidate continuations are ranked by summed log-probability: an `<eos>`
 among the K = `num_beams` best finishes a hypothesis, and the K best that do not end stay open.
-So `num_beams=1` with `length_penalty=0` is greedy search (with a positive penalty, the one beam
-may go on past greedy's `<eos>` when a longer caption could rank higher).
+`num_beams=1` is greedy search, as in Hugging Face generate (a single beam with a positive length
+penalty would otherwise go on past greedy's `<eos>` whenever a longer caption could rank higher).
 
 Each image keeps a pool of its K best finished hypotheses. It is done when the pool is full and no
 open beam can still beat the pool's worst: an open beam's sum can only fall, so its best possible
@@ -25,6 +25,7 @@ from captionlab.models.decoders.base import CaptionDecoder
 from captionlab.models.encoders import EncoderOutput
 from captionlab.registry import register
 from captionlab.search.base import SearchOutput, SearchStrategy
+from captionlab.search.greedy import GreedySearch
 
 
 def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -41,12 +42,20 @@ class BeamSearch(SearchStrategy):
             raise ValueError(f"need num_beams >= 1 ({num_beams}) and 1 <= num_return_sequences <= num_beams "
                              f"({num_return_sequences})")
         self.num_beams, self.length_penalty, self.num_return_sequences = num_beams, length_penalty, num_return_sequences
+        self._greedy = GreedySearch(**rules) if num_beams == 1 else None
 
-    def _normalize(self, scores: torch.Tensor, length: int) -> torch.Tensor:
+    def _normalize(self, scores: torch.Tensor, length: int | torch.Tensor) -> torch.Tensor:
+        if isinstance(length, torch.Tensor):
+            return scores / length.to(scores.dtype) ** self.length_penalty
         return scores / float(length) ** self.length_penalty
 
     @torch.no_grad()
     def __call__(self, decoder: CaptionDecoder, memory: EncoderOutput) -> SearchOutput:
+        if self._greedy is not None:
+            output = self._greedy(decoder, memory)
+            lengths = (output.sequences != PAD_ID).sum(-1).clamp(min=1)
+            output.normalized_scores = self._normalize(output.scores, lengths)
+            return output
         batch, beams, limit = memory.pooled.shape[0], self.num_beams, self.max_new_tokens
         device = memory.pooled.device
         images = torch.arange(batch, device=device)

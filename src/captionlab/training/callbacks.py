@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -9,6 +10,22 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from captionlab.registry import register
+from captionlab.utils.io import append_line
+
+log = logging.getLogger(__name__)
+
+
+def epoch_line(row: dict, max_epochs: int | None) -> str:
+    """'epoch 3/6: train/loss 1.234, val BLEU-4 50.21, CIDEr 171.29, 45 s (+3 s val)': one line per
+    epoch in the console and train.log, also when the progress bar is off (batch jobs)."""
+    total = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
+    parts = [f"epoch {row['epoch'] + 1}{total}:"]
+    if row.get("train/loss") is not None:
+        parts.append(f"train/loss {row['train/loss']:.4f},")
+    if row.get("val/bleu4") is not None:
+        parts.append(f"val BLEU-4 {100 * row['val/bleu4']:.2f}, CIDEr {100 * row['val/cider']:.2f},")
+    parts.append(f"{row['time/train_s']:.0f} s (+{row['time/val_s']:.0f} s val)")
+    return " ".join(parts)
 
 
 @register
@@ -52,6 +69,5 @@ class MetricsHistory(pl.Callback):
             if key.startswith("val/"):
                 value = float(value)
                 row[key] = value if math.isfinite(value) else None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_line(self.path, json.dumps(row))
+        log.info(epoch_line(row, trainer.max_epochs))

@@ -14,8 +14,9 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from captionlab.data.datamodule import load_image
+from captionlab.data.images import UnreadableImage, load_image
 from captionlab.registry import register
+from captionlab.utils.io import append_line
 from captionlab.viz.attention import caption_overlay, model_view
 
 
@@ -56,8 +57,18 @@ class SampleCaptions(pl.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or not module._fitting or self.num_images <= 0:
             return
         datamodule = trainer.datamodule
-        records = datamodule.split("val")[: self.num_images]
-        pixels = torch.stack([datamodule.transform(load_image(r.image_path)) for r in records])
+        records, images = [], []
+        for record in datamodule.split("val"):  # the first readable ones (skipped images are counted elsewhere)
+            if len(records) == self.num_images:
+                break
+            try:
+                images.append(datamodule.transform(load_image(record.image_path)))
+                records.append(record)
+            except UnreadableImage:
+                continue
+        if not records:
+            return
+        pixels = torch.stack(images)
         output = module.captioner.generate({"image": pixels.to(module.device)}, module.search)
         rows, overlays = [], []
         for index, (record, tokens) in enumerate(zip(records, output.best())):
@@ -66,9 +77,7 @@ class SampleCaptions(pl.Callback):
             if output.attentions is not None and index < self.num_overlays:
                 overlays.append(caption_overlay(pixels[index], module.preprocessing, module.vocab.words, tokens,
                                                 output.attentions[index, 0]))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}) + "\n")
+        append_line(self.path, json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}))
         views = [model_view(p, module.preprocessing) for p in pixels]
         for logger in trainer.loggers:
             show = next((f for kind, f in SHOW.items() if isinstance(logger, kind)), None)

@@ -105,6 +105,8 @@ class CaptioningModule(pl.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if batch["index"].numel() == 0:  # every image of the batch was skipped (data.on_error=skip)
+            return None
         outputs = self.training_objective(batch)
         if "loss" not in outputs:
             return None
@@ -139,6 +141,8 @@ class CaptioningModule(pl.LightningModule):
 
     # generation and scoring ------------------------------------------------------------------
     def _generate_step(self, batch: dict[str, torch.Tensor]) -> None:
+        if batch["index"].numel() == 0:
+            return
         output = self.captioner.generate(batch, self.search)
         self.generated.update(batch["index"], output.best())
 
@@ -176,6 +180,11 @@ class CaptioningModule(pl.LightningModule):
         metrics = self.config["metrics"]
         meteor = metrics["meteor_every_epoch"] if self._fitting else metrics["meteor_final"]
         references = self.trainer.datamodule.references(split)
+        skipped = self.trainer.datamodule.unreadable.get(split, {})
+        if skipped:  # images that did not decode (data.on_error=skip): scored without them, and said so
+            log.warning(f"{split}: {len(skipped)} of {len(references)} images could not be decoded and are not scored "
+                        "(data.on_error=skip)")
+            references = {image_id: refs for image_id, refs in references.items() if image_id not in skipped}
         if len(predictions) < len(references):
             # Only under limit_*_batches / fast_dev_run: such scores are not comparable (CIDEr
             # depends on the whole set of images), so say so.
@@ -185,6 +194,8 @@ class CaptioningModule(pl.LightningModule):
         scores = get_scorer().score(predictions, references, meteor=meteor, per_image=self.per_image_scores,
                                          spice=bool(metrics.get("spice", False)) and not self._fitting)
         scores["complete_split"] = len(references) == len(records)
+        if skipped:
+            scores["skipped_images"] = len(skipped)
         prefix = "val" if split == "val" else "test"
         for name in METRIC_NAMES:
             if name in scores:
