@@ -18,7 +18,7 @@ def _encoder(**kwargs):
 
 
 def _folders(tmp_path):
-    return sorted(p.name for p in (tmp_path / "features").iterdir())
+    return sorted(p.name for p in (tmp_path / "features").iterdir() if p.is_dir())  # not the <key>.lock files
 
 
 def test_miss_then_hit_then_invalidation(cache_dir, tmp_path):

@@ -26,14 +26,23 @@ def _numbers(summary):
 
 @pytest.mark.parametrize("options", [[], ["callbacks=weight_average", "callbacks.weight_average.decay=0.8"]],
                          ids=["plain", "weight_average"])
-def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir, options):
+def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir, options, monkeypatch):
     whole = _train(tmp_path / "whole", cache_dir, *options)
-    _train(tmp_path / "stopped", cache_dir, "+trainer.max_steps=6", "test=false", *options)  # stops after epoch 1 of 2
+    _train(tmp_path / "stopped", cache_dir, "trainer.max_steps=6", "test=false", *options)  # stops after epoch 1 of 2
+    loads, load = [], torch.load
+
+    def recording_load(*args, **kwargs):  # every read of the resumed checkpoint is weights-only
+        loads.append(kwargs.get("weights_only"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
     stopped = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in stopped] == [0]
     # as train.py does by itself (hydra.run.dir), the resumed run continues in the stopped run's folder
     resumed = _train(tmp_path / "stopped", cache_dir, f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}",
                      *options)
+    monkeypatch.undo()
+    assert loads and all(flag is True for flag in loads), loads
     history = [json.loads(line) for line in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
     again = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in again] == [0, 1] and again[-1]["train/loss"] == pytest.approx(history[-1]["train/loss"], abs=1e-6)
