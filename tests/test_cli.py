@@ -17,7 +17,7 @@ def test_fast_dev_run_end_to_end(tmp_path, cache_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "predictions_test.json").is_file()
     # with the progress bar off, one line per epoch still says how training goes
-    assert "epoch 1/1: train/loss" in (tmp_path / "train.log").read_text()
+    assert "epoch 1/1: train/loss" in (tmp_path / "debug.log").read_text()  # debug presets: task_name debug
 
 
 def test_unknown_group_option_is_one_line():

@@ -110,6 +110,11 @@ def test_multirun_then_compare_runs(tmp_path):
     table = (sweep / "comparison" / "comparison.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| lstm") or line.startswith("| attention")]
     assert len(rows) == 2 and all("(n=2)" in row for row in rows)
+    assert "| runs | run folders |" in table and all(row.split(" | ")[1] == "2" for row in rows)  # a count
+    from captionlab.compare import find_runs, per_epoch_points
+
+    run = next(r for r in find_runs(sweep) if r.folder.name == "0")
+    assert per_epoch_points(run, "val/cider") == [(1, pytest.approx(100 * run.history[0]["val/cider"]))]
     assert "failed" in table and "seed" not in table.splitlines()[2]
     for name in ("comparison.csv", "val_cider_per_epoch.png", "val_bleu4_per_epoch.png", "final_metrics.png"):
         assert (sweep / "comparison" / name).is_file(), name

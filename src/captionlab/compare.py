@@ -151,6 +151,11 @@ def _label(run: Run, settings: list[str]) -> str:
     return " ".join(parts) or run.folder.name
 
 
+def per_epoch_points(run: Run, metric: str) -> list[tuple[int, float]]:
+    """(epoch from 1, score x100) of one run, as the tables show scores."""
+    return [(row["epoch"] + 1, 100 * row[metric]) for row in run.history if row.get(metric) is not None]
+
+
 def _plots(runs: list[Run], groups: list[Group], settings: list[str], metrics: list[str], out: Path) -> None:
     import matplotlib
 
@@ -160,7 +165,7 @@ def _plots(runs: list[Run], groups: list[Group], settings: list[str], metrics: l
     for metric in ("val/cider", "val/bleu4"):
         figure, axis = plt.subplots(figsize=(8, 5))
         for run in runs:
-            points = [(row["epoch"] + 1, 100 * row[metric]) for row in run.history if row.get(metric) is not None]
+            points = per_epoch_points(run, metric)
             if points:
                 axis.plot(*zip(*points), marker="o", label=f"{_label(run, settings)} [{run.folder.name}]")
         axis.set_xlabel("epoch")

@@ -192,9 +192,10 @@ def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModul
         write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
         write_json(output_dir / "search.json", module.search.config())
 
+    # every checkpoint Lightning reads (the resumed one, the best one) loads as weights only, as
+    # evaluate.py's do, on every admitted torch (check_resume read the resumed one so already)
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     if cfg.get("train", True):
-        # resumed checkpoints load as weights only, as evaluate.py's do (check_resume read it so already)
-        safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), **safe)
         for line in datamodule.unreadable_report():
             log.warning(line)
@@ -204,13 +205,13 @@ def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModul
         log.warning("no best checkpoint was saved; scoring the final weights")
 
     results: dict[str, Any] = {}
-    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, **safe)
     results["val"] = module.scores["val"]
     if trainer.is_global_zero:
         write_predictions(output_dir / "predictions_val.json", module.predictions["val"])
     if cfg.get("test", True):
         if datamodule.records.get("test"):
-            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, **safe)
             results["test"] = module.scores["test"]
             if trainer.is_global_zero:
                 write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
