@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,23 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unsafe pickles, text files, truncated files: one line, not a traceback
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: not a safe captionlab checkpoint or corrupt "
-                        f"({first_line[:200]})") from None
+        raise UserError(f"cannot read checkpoint {path}: {why_unreadable(err)}") from None
     if not isinstance(checkpoint, dict):
         raise UserError(f"{path} is not a captionlab checkpoint (it holds a {type(checkpoint).__name__})")
     return checkpoint
+
+
+def why_unreadable(err: Exception) -> str:
+    """torch.load's long error, said in one line."""
+    text = str(err)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return (f"it would run Python code ({unsafe.group(1)}) when loaded; refused, since checkpoints are loaded "
+                "as data only (weights_only=True)")
+    if "WeightsUnpickler error" in text or isinstance(err, pickle.UnpicklingError):
+        return "not a PyTorch checkpoint, or a corrupt one"
+    first_line = re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines()[0] if text.strip() else type(err).__name__
+    return f"corrupt or not a checkpoint ({first_line[:160]})"
 
 
 def checkpoint_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -10,11 +10,13 @@ from typing import Any, Callable
 from captionlab.errors import UserError
 
 _SWEEP_SYNTAX = re.compile(r"[(\[{]")
+_MISSING = object()
 _NOT_IN_STRUCT = re.compile(r"Could not override '([\w.]+)'")
 
 
 def options_defining(conf_dir: Path, group: str, key: str) -> list[str]:
-    """The options of config group `group` whose file sets `key` (e.g. search, num_beams -> [beam])."""
+    """The options of config group `group` whose file sets `key`, a dotted path (e.g. search,
+    num_beams -> [beam]; data, source.num_train -> [shapes])."""
     import yaml
 
     found = []
@@ -23,7 +25,9 @@ def options_defining(conf_dir: Path, group: str, key: str) -> list[str]:
             content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
             continue
-        if isinstance(content, dict) and key in content:
+        for part in key.split("."):
+            content = content[part] if isinstance(content, dict) and part in content else _MISSING
+        if content is not _MISSING:
             found.append(path.stem)
     return found
 
@@ -31,7 +35,7 @@ def options_defining(conf_dir: Path, group: str, key: str) -> list[str]:
 def _option_hint(conf_dir: Path, dotted: str) -> str | None:
     """'search.num_beams is a setting of search=beam: ...' for a key of another option of a group."""
     group, _, key = dotted.partition(".")
-    options = options_defining(conf_dir, group, key.split(".")[0]) if key else []
+    options = options_defining(conf_dir, group, key) if key else []
     if not options:
         return None
     choices = " or ".join(f"{group}={o}" for o in options)

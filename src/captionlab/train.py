@@ -87,7 +87,8 @@ def check_resume(cfg: DictConfig) -> dict[str, Any]:
         now = _flatten(OmegaConf.to_container(cfg[section], resolve=True), section)
         for key in sorted(set(then) | set(now)):
             if key.rsplit(".", 1)[-1] not in RESUME_IGNORED and then.get(key) != now.get(key):
-                differences.append(f"{key}={_short(now.get(key))} (the checkpoint's run: {_short(then.get(key))})")
+                differences.append(f"{key}={_short(now.get(key, '(not set)'))} "
+                                   f"(the checkpoint's run: {_short(then.get(key, '(not set)'))})")
     if differences:
         shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
         raise UserError(f"cannot resume from {cfg.ckpt_path}: this command composes another model or data: {shown}; "
