@@ -16,6 +16,7 @@ feature_cache: one training epoch with the cache off, on (extracting), on again 
 knn: the time to index the training split from the cached features and to caption a split
 (nearest images by one matrix product per batch, then the consensus among their captions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,21 +25,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: E402
+from captionlab.features import use_cached_features  # noqa: E402
 from captionlab.models.decoders.base import CaptionDecoder  # noqa: E402
-from captionlab.models.encoders import EncoderOutput  # noqa: E402
 from captionlab.registry import build  # noqa: E402
 from captionlab.search import BeamSearch, GreedySearch  # noqa: E402
+from captionlab.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: E402
+from captionlab.types import EncoderOutput  # noqa: E402
 
-EXPERIMENTS = {"lstm": "flickr8k_show_tell", "attention": "flickr8k_show_attend_tell", "transformer": "flickr8k_transformer"}
+EXPERIMENTS = {
+    "lstm": "flickr8k_show_tell",
+    "attention": "flickr8k_show_attend_tell",
+    "transformer": "flickr8k_transformer",
+}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -51,7 +57,9 @@ def _decoder(name: str, vocab_size: int, feature_dim: int, device: torch.device)
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={EXPERIMENTS[name]}"])
-    decoder = build(cfg.decoder, "decoder", vocab_size=vocab_size, feature_dim=feature_dim, embeddings_file=None)
+    decoder = build(
+        cfg.decoder, "decoder", vocab_size=vocab_size, feature_dim=feature_dim, embeddings_file=None
+    )
     return decoder.to(device).eval()
 
 
@@ -95,8 +103,11 @@ class RecomputingTransformer(CaptionDecoder):
         self.decoder = decoder
 
     def init_state(self, memory: EncoderOutput) -> dict[str, torch.Tensor]:
-        return {"pooled": memory.pooled, "grid": memory.grid,
-                "tokens": torch.empty(memory.grid.shape[0], 0, dtype=torch.long, device=memory.grid.device)}
+        return {
+            "pooled": memory.pooled,
+            "grid": memory.grid,
+            "tokens": torch.empty(memory.grid.shape[0], 0, dtype=torch.long, device=memory.grid.device),
+        }
 
     def step(self, tokens: torch.Tensor, state: dict[str, torch.Tensor]):
         prefix = torch.cat([state["tokens"], tokens.unsqueeze(1)], dim=1)
@@ -118,77 +129,171 @@ def _batched(decoder, memory: EncoderOutput, search, batch_size: int) -> Callabl
             for start in range(0, memory.grid.shape[0], batch_size):
                 end = start + batch_size
                 search(decoder, EncoderOutput(memory.pooled[start:end], memory.grid[start:end]))
+
     return run
 
 
 def benchmark_search(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    memory = EncoderOutput(torch.randn(args.images, args.feature_dim, device=device),
-                           torch.randn(args.images, args.grid, args.feature_dim, device=device))
+    memory = EncoderOutput(
+        torch.randn(args.images, args.feature_dim, device=device),
+        torch.randn(args.images, args.grid, args.feature_dim, device=device),
+    )
     fixed = dict(max_new_tokens=args.length, min_new_tokens=args.length)
     common = {"device": str(device), "threads": torch.get_num_threads(), "words": args.length}
     for name in args.decoders:
         decoder = _decoder(name, args.vocab_size, args.feature_dim, device)
         rates = {}
-        methods = {"greedy": GreedySearch(**fixed), "beam3": BeamSearch(num_beams=3, **fixed),
-                   "beam5": BeamSearch(num_beams=5, **fixed)}
-        _batched(decoder, EncoderOutput(memory.pooled[:8], memory.grid[:8]), methods["beam5"], args.batch_size)()  # warm-up
+        methods = {
+            "greedy": GreedySearch(**fixed),
+            "beam3": BeamSearch(num_beams=3, **fixed),
+            "beam5": BeamSearch(num_beams=5, **fixed),
+        }
+        _batched(
+            decoder, EncoderOutput(memory.pooled[:8], memory.grid[:8]), methods["beam5"], args.batch_size
+        )()  # warm-up
         for method, search in methods.items():
             seconds = _time(_batched(decoder, memory, search, args.batch_size), device)
             rates[method] = args.images / seconds
-            print(json.dumps({"section": "search", "decoder": name, "method": f"batched_{method}", "images": args.images,
-                              "batch_size": args.batch_size, "seconds": round(seconds, 2),
-                              "captions_per_s": round(rates[method], 1), **common}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "section": "search",
+                        "decoder": name,
+                        "method": f"batched_{method}",
+                        "images": args.images,
+                        "batch_size": args.batch_size,
+                        "seconds": round(seconds, 2),
+                        "captions_per_s": round(rates[method], 1),
+                        **common,
+                    }
+                ),
+                flush=True,
+            )
 
         def naive() -> None:
             with torch.inference_mode():
                 for i in range(args.naive_images):
-                    naive_beam_search(decoder, EncoderOutput(memory.pooled[i:i + 1], memory.grid[i:i + 1]), 5, args.length)
+                    naive_beam_search(
+                        decoder,
+                        EncoderOutput(memory.pooled[i : i + 1], memory.grid[i : i + 1]),
+                        5,
+                        args.length,
+                    )
+
         seconds = _time(naive, device)
         naive_rate = args.naive_images / seconds
-        print(json.dumps({"section": "search", "decoder": name, "method": "naive_per_image_beam5",
-                          "images": args.naive_images, "seconds": round(seconds, 2),
-                          "captions_per_s": round(naive_rate, 1), **common}), flush=True)
-        print(json.dumps({"section": "search", "decoder": name, "ratio": "batched_beam5 / naive_per_image_beam5",
-                          "value": round(rates["beam5"] / naive_rate, 1), **common}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "section": "search",
+                    "decoder": name,
+                    "method": "naive_per_image_beam5",
+                    "images": args.naive_images,
+                    "seconds": round(seconds, 2),
+                    "captions_per_s": round(naive_rate, 1),
+                    **common,
+                }
+            ),
+            flush=True,
+        )
+        print(
+            json.dumps(
+                {
+                    "section": "search",
+                    "decoder": name,
+                    "ratio": "batched_beam5 / naive_per_image_beam5",
+                    "value": round(rates["beam5"] / naive_rate, 1),
+                    **common,
+                }
+            ),
+            flush=True,
+        )
         if name == "transformer":
-            recompute = _time(_batched(RecomputingTransformer(decoder), memory, methods["greedy"], args.batch_size), device)
-            print(json.dumps({"section": "search", "decoder": name, "method": "batched_greedy_recompute_prefix",
-                              "images": args.images, "seconds": round(recompute, 2),
-                              "captions_per_s": round(args.images / recompute, 1), **common}), flush=True)
-            print(json.dumps({"section": "search", "decoder": name, "ratio": "cached / recomputed prefix (greedy)",
-                              "value": round(rates["greedy"] * recompute / args.images, 1), **common}), flush=True)
+            recompute = _time(
+                _batched(RecomputingTransformer(decoder), memory, methods["greedy"], args.batch_size), device
+            )
+            print(
+                json.dumps(
+                    {
+                        "section": "search",
+                        "decoder": name,
+                        "method": "batched_greedy_recompute_prefix",
+                        "images": args.images,
+                        "seconds": round(recompute, 2),
+                        "captions_per_s": round(args.images / recompute, 1),
+                        **common,
+                    }
+                ),
+                flush=True,
+            )
+            print(
+                json.dumps(
+                    {
+                        "section": "search",
+                        "decoder": name,
+                        "ratio": "cached / recomputed prefix (greedy)",
+                        "value": round(rates["greedy"] * recompute / args.images, 1),
+                        **common,
+                    }
+                ),
+                flush=True,
+            )
 
 
 def benchmark_feature_cache(overrides: list[str]) -> None:
-    base = ["data=flickr8k", "encoder=efficientnet_lite0", "trainer.max_epochs=1", "test=false",
-            "trainer.enable_progress_bar=false"]
+    base = [
+        "data=flickr8k",
+        "encoder=efficientnet_lite0",
+        "trainer.max_epochs=1",
+        "test=false",
+        "trainer.enable_progress_bar=false",
+    ]
     folder = Path(tempfile.mkdtemp(prefix="feature_cache_benchmark_"))
     for name, extra in (("no_cache", ["data.cache_features=false"]), ("cache_first", []), ("cache_hit", [])):
         run_dir = folder / name
         started = time.perf_counter()
-        subprocess.run([sys.executable, str(ROOT / "train.py"), *base, *overrides, *extra, f"hydra.run.dir={run_dir}"],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *base, *overrides, *extra, f"hydra.run.dir={run_dir}"],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - started
         epoch = json.loads((run_dir / "history.jsonl").read_text().splitlines()[0])
         log = (run_dir / "train.log").read_text()
         cache = "hit" if "feature cache hit" in log else "miss" if "feature cache miss" in log else "off"
-        print(json.dumps({"section": "feature_cache", "run": name, "wall_s": round(wall, 1), "cache": cache,
-                          "epoch_train_s": epoch["time/train_s"], "epoch_val_s": epoch["time/val_s"],
-                          "val/bleu4": round(epoch["val/bleu4"], 4), "val/cider": round(epoch["val/cider"], 4)}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "section": "feature_cache",
+                    "run": name,
+                    "wall_s": round(wall, 1),
+                    "cache": cache,
+                    "epoch_train_s": epoch["time/train_s"],
+                    "epoch_val_s": epoch["time/val_s"],
+                    "val/bleu4": round(epoch["val/bleu4"], 4),
+                    "val/cider": round(epoch["val/cider"], 4),
+                }
+            ),
+            flush=True,
+        )
 
 
 def benchmark_knn(checkpoint: str, split: str) -> None:
-    from captionlab.checkpoint import load_module
+    from captionlab.systems.loading import load_system
 
-    module = load_module(checkpoint)
+    module = load_system(checkpoint)
     knn = module.captioner
-    datamodule = build(module.hparams["config"]["data"], "data", vocab=module.vocab, preprocessing=module.preprocessing)
+    datamodule = build(
+        module.hparams["config"]["data"], "data", vocab=module.vocab, preprocessing=module.preprocessing
+    )
     datamodule.prepare()
-    if not datamodule.setup_feature_cache(knn.encoder, "cpu"):
-        raise SystemExit("this benchmark needs cached features (a frozen encoder with data.cache_features=auto)")
+    if not use_cached_features(datamodule, knn.encoder, "cpu"):
+        raise SystemExit(
+            "this benchmark needs cached features (a frozen encoder with data.cache_features=auto)"
+        )
     records = datamodule.split("train")
     started = time.perf_counter()
     knn.start_index([str(r.image_id) for r in records], [list(r.captions) for r in records])
@@ -205,28 +310,49 @@ def benchmark_knn(checkpoint: str, split: str) -> None:
     for batch in loader:
         knn.generate(batch, module.search)
     caption_s = time.perf_counter() - started
-    print(json.dumps({"section": "knn", "train_images": len(records), "split": split,
-                      "split_images": len(datamodule.split(split)), "k": knn.k, "consensus": knn.consensus_metric,
-                      "index_s": round(index_s, 2), "nearest_s": round(nearest_s, 2),
-                      "caption_s": round(caption_s, 2), "threads": torch.get_num_threads()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "section": "knn",
+                "train_images": len(records),
+                "split": split,
+                "split_images": len(datamodule.split(split)),
+                "k": knn.k,
+                "consensus": knn.consensus_metric,
+                "index_s": round(index_s, 2),
+                "nearest_s": round(nearest_s, 2),
+                "caption_s": round(caption_s, 2),
+                "threads": torch.get_num_threads(),
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sections = parser.add_subparsers(dest="section", required=True)
-    search = sections.add_parser("search", help="batched search vs a per-image loop; cached vs recomputed transformer")
+    search = sections.add_parser(
+        "search", help="batched search vs a per-image loop; cached vs recomputed transformer"
+    )
     search.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     search.add_argument("--images", type=int, default=500)
-    search.add_argument("--naive-images", type=int, default=100, help="images for the (slow) per-image reference")
+    search.add_argument(
+        "--naive-images", type=int, default=100, help="images for the (slow) per-image reference"
+    )
     search.add_argument("--batch-size", type=int, default=100)
     search.add_argument("--length", type=int, default=20, help="words per caption")
     search.add_argument("--decoders", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
     search.add_argument("--vocab-size", type=int, default=2600)
     search.add_argument("--feature-dim", type=int, default=1280)
     search.add_argument("--grid", type=int, default=49)
-    cache = sections.add_parser("feature_cache", help="one epoch with the feature cache off / extracting / hit")
+    cache = sections.add_parser(
+        "feature_cache", help="one epoch with the feature cache off / extracting / hit"
+    )
     cache.add_argument("overrides", nargs="*")
-    knn = sections.add_parser("knn", help="model=knn: time to index the training split and to caption a split")
+    knn = sections.add_parser(
+        "knn", help="model=knn: time to index the training split and to caption a split"
+    )
     knn.add_argument("checkpoint")
     knn.add_argument("--split", default="test")
     args = parser.parse_args()

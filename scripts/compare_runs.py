@@ -4,6 +4,7 @@ Writes comparison.md, comparison.csv, val_cider_per_epoch.png, val_bleu4_per_epo
 final_metrics.png into DIR (default: <folder>/comparison) and prints the Markdown table. Runs that
 differ only in seed are pooled as mean ± std (n); unfinished and failed runs are listed.
 """
+
 from __future__ import annotations
 
 import argparse

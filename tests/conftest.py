@@ -1,4 +1,5 @@
 """Shared fixtures: one tiny trained run (and its checkpoint) serves every test that needs one."""
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, cache_dir):
     """Train the tiny model once; returns (run folder, composed config, summary)."""
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
     output_dir = tmp_path_factory.mktemp("tiny_run")
     cfg = compose(TINY_OVERRIDES + [f"paths.output_dir={output_dir}", f"paths.cache_dir={cache_dir}"])
@@ -59,10 +60,14 @@ def tiny_run(tmp_path_factory, cache_dir):
     return output_dir, cfg, summary
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run a top-level script as a user would."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared/data is absent")

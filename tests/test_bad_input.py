@@ -1,5 +1,6 @@
 """Bad input and faults as a new user meets them (issue 14): each case ends in one clear line or a
 counted skip, and nothing is lost or overwritten silently."""
+
 import errno
 import json
 import shutil
@@ -8,13 +9,14 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import TINY_OVERRIDES, compose, run_cli
 from PIL import Image
 
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.folder import FolderSource
 from captionlab.data.images import UnreadableImage, check_image, load_image, set_max_image_pixels
 from captionlab.errors import UserError
-from conftest import TINY_OVERRIDES, compose, run_cli
+from captionlab.features import use_cached_features
 
 
 # ---- a small dataset in the folder format, with one image that is cut short ---------------------
@@ -45,9 +47,17 @@ def _folder_dataset(root, truncated=(), captions=("a red square", "a small blue 
 
 def _folder_overrides(root, tmp_path, cache_dir, *extra):
     return [o for o in TINY_OVERRIDES if not o.startswith("data.")] + [
-        "data=folder", f"data.root={root}", "data.image_size=64", "data.num_workers=0", "data.batch_size=4",
-        "trainer.max_epochs=1", "logger=none", f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={cache_dir}",
-        *extra]
+        "data=folder",
+        f"data.root={root}",
+        "data.image_size=64",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.cache_dir={cache_dir}",
+        *extra,
+    ]
 
 
 def test_a_truncated_jpeg_passes_the_header_check_and_fails_to_decode(tmp_path):
@@ -61,11 +71,13 @@ def test_a_truncated_jpeg_passes_the_header_check_and_fails_to_decode(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("frozen", [False, True], ids=["pixels", "feature_cache"])
 def test_undecodable_images_are_skipped_and_counted_in_training_and_evaluation(tmp_path, cache_dir, frozen):
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
     root = _folder_dataset(tmp_path / "data", truncated=("img03.jpg", "img11.jpg"))
     extra = ["encoder.freeze=all", f"data.feature_cache_dir={tmp_path / 'features'}"] if frozen else []
-    summary = run_training(compose(_folder_overrides(root, tmp_path, cache_dir, "data.on_error=skip", *extra)))
+    summary = run_training(
+        compose(_folder_overrides(root, tmp_path, cache_dir, "data.on_error=skip", *extra))
+    )
     assert summary["skipped_images"] == {"train": ["img03.jpg"], "val": ["img11.jpg"]}
     assert summary["val"]["num_images"] == 2 and summary["val"]["skipped_images"] == 1
     assert summary["test"]["num_images"] == 3 and "skipped_images" not in summary["test"]
@@ -74,9 +86,15 @@ def test_undecodable_images_are_skipped_and_counted_in_training_and_evaluation(t
     if frozen:  # the extraction skipped them too, and the cache remembers them for the next run
         (meta,) = (tmp_path / "features").glob("*/meta.json")
         unreadable = json.loads(meta.read_text())["unreadable"]
-        assert {split: sorted(rows) for split, rows in unreadable.items()} == {"train": ["3"], "val": ["1"], "test": []}
+        assert {split: sorted(rows) for split, rows in unreadable.items()} == {
+            "train": ["3"],
+            "val": ["1"],
+            "test": [],
+        }
         assert "img03.jpg" in unreadable["train"]["3"]
-        again = run_training(compose(_folder_overrides(root, tmp_path, cache_dir, "data.on_error=skip", *extra)))
+        again = run_training(
+            compose(_folder_overrides(root, tmp_path, cache_dir, "data.on_error=skip", *extra))
+        )
         assert again["skipped_images"] == summary["skipped_images"]
 
 
@@ -87,17 +105,20 @@ def test_an_undecodable_image_under_raise_is_one_line_even_from_a_worker(tmp_pat
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: cannot decode image") and "img05.jpg" in line and "data.on_error=skip" in line
+    assert (
+        line.startswith("error: cannot decode image") and "img05.jpg" in line and "data.on_error=skip" in line
+    )
 
 
 def test_extraction_under_raise_stops_at_the_image_and_leaves_no_finished_cache(tmp_path, cache_dir):
     root = _folder_dataset(tmp_path / "data", truncated=("img02.jpg",))
     encoder = timm_encoder()
-    datamodule = CaptionDataModule(FolderSource(str(root)), feature_cache_dir=str(tmp_path / "features"),
-                                   batch_size=4, eval_batch_size=4)
+    datamodule = CaptionDataModule(
+        FolderSource(str(root)), feature_cache_dir=str(tmp_path / "features"), batch_size=4, eval_batch_size=4
+    )
     datamodule.set_preprocessing(encoder.preprocessing)
     with pytest.raises(UserError, match="img02.jpg.*data.on_error=skip"):
-        datamodule.setup_feature_cache(encoder)
+        use_cached_features(datamodule, encoder)
     assert not list((tmp_path / "features").glob("*/meta.json"))
 
 
@@ -115,6 +136,7 @@ from pathlib import Path
 import torch
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.folder import FolderSource
+from captionlab.features import use_cached_features
 from captionlab.models.encoders import TimmEncoder
 
 root, features, log_file, release = map(Path, sys.argv[1:5])
@@ -132,7 +154,7 @@ def counted_forward(images):  # the first process holds its extraction open unti
 encoder.forward = counted_forward
 datamodule = CaptionDataModule(FolderSource(str(root)), feature_cache_dir=str(features), batch_size=4, eval_batch_size=4)
 datamodule.set_preprocessing(encoder.preprocessing)
-datamodule.setup_feature_cache(encoder)
+use_cached_features(datamodule, encoder)
 print("sum", float(datamodule.features["train"].pooled.astype("float64").sum()))
 """
 
@@ -153,12 +175,24 @@ def test_two_processes_extracting_the_same_features_at_once(tmp_path):
 
     root = _folder_dataset(tmp_path / "data")
     log_file, release = tmp_path / "batches.log", tmp_path / "release"
-    args = [sys.executable, "-c", EXTRACTOR, str(root), str(tmp_path / "features"), str(log_file), str(release)]
+    args = [
+        sys.executable,
+        "-c",
+        EXTRACTOR,
+        str(root),
+        str(tmp_path / "features"),
+        str(log_file),
+        str(release),
+    ]
     outputs = [(tmp_path / f"out{i}.txt").open("w+") for i in range(2)]
     first = subprocess.Popen(args, stdout=outputs[0], stderr=subprocess.STDOUT)
     _wait_for(lambda: log_file.exists())  # the first process is extracting, holding the lock
     second = subprocess.Popen(args, stdout=outputs[1], stderr=subprocess.STDOUT)
-    _wait_for(lambda: "waiting for another process" in (tmp_path / "out1.txt").read_text() or second.poll() is not None)
+    _wait_for(
+        lambda: (
+            "waiting for another process" in (tmp_path / "out1.txt").read_text() or second.poll() is not None
+        )
+    )
     release.touch()
     assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
     texts = [(tmp_path / f"out{i}.txt").read_text() for i in range(2)]
@@ -177,11 +211,11 @@ def test_a_folder_left_by_a_dead_extraction_is_redone(tmp_path):
     encoder = timm_encoder()
     datamodule = CaptionDataModule(FolderSource(str(root)), feature_cache_dir=str(tmp_path / "features"))
     datamodule.set_preprocessing(encoder.preprocessing)
-    datamodule.setup_feature_cache(encoder)
+    use_cached_features(datamodule, encoder)
     (folder,) = [p for p in (tmp_path / "features").iterdir() if p.is_dir()]
     (folder / "meta.json").unlink()
     (folder / "train.pooled.tmp.npy").write_bytes(b"half")
-    datamodule.setup_feature_cache(encoder)
+    use_cached_features(datamodule, encoder)
     assert (folder / "meta.json").is_file() and not (folder / "train.pooled.tmp.npy").exists()
 
 
@@ -194,13 +228,29 @@ def test_encoder_weights_must_match_the_architecture(tmp_path):
     torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
     encoder = TimmEncoder("resnet10t", checkpoint=str(tmp_path / "resnet10t.pth"))
     assert torch.equal(encoder.model.conv1[0].weight, source.conv1[0].weight)
-    with pytest.raises(UserError, match=r"does not hold resnet18 weights: \d+ of \d+ backbone tensors match.*looks like a ResNet"):
+    with pytest.raises(
+        UserError,
+        match=r"does not hold resnet18 weights: \d+ of \d+ backbone tensors match.*looks like a ResNet",
+    ):
         TimmEncoder("resnet18", checkpoint=str(tmp_path / "resnet10t.pth"))
     with pytest.raises(UserError, match="does not hold vit_tiny_patch16_224 weights: 0 of"):
         TimmEncoder("vit_tiny_patch16_224", checkpoint=str(tmp_path / "resnet10t.pth"), input_size=64)
     (tmp_path / "notes.txt").write_text("these are not weights\n")
     with pytest.raises(UserError, match="not a readable weights file"):
         TimmEncoder("resnet10t", checkpoint=str(tmp_path / "notes.txt"))
+
+
+def test_encoder_weights_from_a_captionlab_checkpoint(tiny_run):
+    from captionlab.models.encoders import TimmEncoder
+
+    best = tiny_run[0] / "checkpoints" / "best.ckpt"
+    encoder = TimmEncoder("resnet10t", checkpoint=str(best), input_size=64)
+    state = torch.load(best, weights_only=True)["state_dict"]
+    assert torch.equal(encoder.model.conv1[0].weight, state["captioner.encoder.model.conv1.0.weight"])
+    with pytest.raises(
+        UserError, match="holds a resnet10t encoder, not resnet18: set encoder.name=resnet10t"
+    ):
+        TimmEncoder("resnet18", checkpoint=str(best))
 
 
 # ---- checkpoints: resume safety, and a failed resume leaves the run folder alone -------------------
@@ -233,8 +283,16 @@ def _finished_run_copy(tiny_run, tmp_path):
     return copy
 
 
-RECORDS = (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "provenance.json", "vocab.json",
-           "search.json", "metrics.json", "history.jsonl")
+RECORDS = (
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+    ".hydra/hydra.yaml",
+    "provenance.json",
+    "vocab.json",
+    "search.json",
+    "metrics.json",
+    "history.jsonl",
+)
 
 
 def _records(folder):
@@ -260,7 +318,10 @@ def test_a_failed_resume_leaves_the_finished_run_as_it_was(tiny_run, tmp_path, c
     line = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
     if case == "other_decoder":
-        assert line.startswith("error: cannot resume from") and "decoder._target_=AttentionLSTMDecoder (the checkpoint's run: LSTMDecoder)" in line
+        assert (
+            line.startswith("error: cannot resume from")
+            and "decoder._target_=AttentionLSTMDecoder (the checkpoint's run: LSTMDecoder)" in line
+        )
     else:
         assert line.startswith("error: cannot read checkpoint")
     assert _records(copy) == before and sorted(copy.rglob("*")) == files
@@ -271,6 +332,7 @@ def _full_disk_save(real_save):
     def save(obj, handle, *args, **kwargs):
         handle.write(b"partial bytes")
         raise OSError(errno.ENOSPC, "No space left on device")
+
     return save
 
 
@@ -280,7 +342,9 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_is_one_line(tmp_path, mon
     target = tmp_path / "checkpoints" / "best.ckpt"
     AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(2)}, target)
     monkeypatch.setattr(torch, "save", _full_disk_save(torch.save))
-    with pytest.raises(UserError, match=f"no space left on {tmp_path / 'checkpoints'} while writing best.ckpt"):
+    with pytest.raises(
+        UserError, match=f"no space left on {tmp_path / 'checkpoints'} while writing best.ckpt"
+    ):
         AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(2)}, target)
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["weights"], torch.ones(2))
@@ -306,11 +370,19 @@ def test_result_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_full_disk_during_training_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, cache_dir, monkeypatch):
-    from captionlab.train import run_training
+def test_a_full_disk_during_training_is_one_line_and_leaves_no_partial_checkpoint(
+    tmp_path, cache_dir, monkeypatch
+):
+    from captionlab.pipelines.train import run_training
 
-    overrides = [*TINY_OVERRIDES, "trainer.max_epochs=1", "data.source.num_train=32", "logger=none",
-                 f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={cache_dir}"]
+    overrides = [
+        *TINY_OVERRIDES,
+        "trainer.max_epochs=1",
+        "data.source.num_train=32",
+        "logger=none",
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.cache_dir={cache_dir}",
+    ]
     cfg = compose(overrides)
     monkeypatch.setattr(torch, "save", _full_disk_save(torch.save))
     with pytest.raises(UserError, match="no space left on .*checkpoints while writing best.ckpt"):
@@ -345,8 +417,13 @@ def test_a_large_image_is_skipped_by_the_datamodule_and_caption_py(tmp_path, tin
         CaptionDataModule(FolderSource(str(root)), max_image_pixels=10_000).prepare()
     set_max_image_pixels(89_478_485)
     run_dir = tiny_run[0]
-    result = run_cli("caption.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-                     f"images={root / 'images'}", "max_image_pixels=10000", f"hydra.run.dir={tmp_path / 'captions'}")
+    result = run_cli(
+        "caption.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"images={root / 'images'}",
+        "max_image_pixels=10000",
+        f"hydra.run.dir={tmp_path / 'captions'}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     captions = json.loads((tmp_path / "captions" / "captions.json").read_text())
     assert len(captions) == 15 and "img04.jpg" not in " ".join(c["image"] for c in captions)
@@ -366,8 +443,9 @@ def test_byte_order_marks_are_ignored_in_every_text_format(tmp_path):
     flickr = tmp_path / "flickr"
     for i, name in enumerate(names):
         _jpeg(flickr / "Images" / name, i)
-    (flickr / "Flickr8k.token.txt").write_text(BOM + "\n".join(f"{n}#{k}\tA dog {k} ." for n in names for k in range(5)) + "\n",
-                                               encoding="utf-8")
+    (flickr / "Flickr8k.token.txt").write_text(
+        BOM + "\n".join(f"{n}#{k}\tA dog {k} ." for n in names for k in range(5)) + "\n", encoding="utf-8"
+    )
     for split, name in zip(("train", "dev", "test"), names):
         (flickr / f"Flickr_8k.{split}Images.txt").write_text(BOM + name + "\n", encoding="utf-8")
     records = Flickr8kSource(str(flickr)).load()
@@ -387,7 +465,10 @@ def test_byte_order_marks_are_ignored_in_every_text_format(tmp_path):
     coco = tmp_path / "coco"
     _jpeg(coco / "train2017" / "000000000001.jpg", 0)
     (coco / "annotations").mkdir()
-    data = {"images": [{"id": 1, "file_name": "000000000001.jpg"}], "annotations": [{"image_id": 1, "caption": "A dog."}]}
+    data = {
+        "images": [{"id": 1, "file_name": "000000000001.jpg"}],
+        "annotations": [{"image_id": 1, "caption": "A dog."}],
+    }
     (coco / "annotations" / "captions_train2017.json").write_text(BOM + json.dumps(data), encoding="utf-8")
     (coco / "annotations" / "captions_val2017.json").write_text(BOM + json.dumps(data), encoding="utf-8")
     (coco / "val2017").mkdir()
@@ -398,7 +479,7 @@ def test_byte_order_marks_are_ignored_in_every_text_format(tmp_path):
 # ---- results files ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("caption", [None, ["a", "man"], 3, {"text": "a man"}])
 def test_a_results_file_caption_must_be_a_string(tmp_path, caption):
-    from captionlab.evaluate import read_results_file
+    from captionlab.pipelines.evaluate import read_results_file
 
     entries = [{"image_id": "a.jpg", "caption": "a man"}, {"image_id": "b.jpg", "caption": caption}]
     (tmp_path / "results.json").write_text(BOM + json.dumps(entries), encoding="utf-8")
@@ -422,7 +503,9 @@ def test_split_overlaps_are_reported_and_refused_for_test(tmp_path):
             records["test"].append(records["train"][1])
             return records
 
-    with pytest.raises(UserError, match="1 images are in both train and test .*data.allow_split_overlap=true"):
+    with pytest.raises(
+        UserError, match="1 images are in both train and test .*data.allow_split_overlap=true"
+    ):
         CaptionDataModule(Two()).prepare()
     datamodule = CaptionDataModule(Two(), allow_split_overlap=True)
     datamodule.prepare()
@@ -433,8 +516,8 @@ def test_split_overlaps_are_reported_and_refused_for_test(tmp_path):
 
 # ---- init_from a checkpoint made on other data --------------------------------------------------------
 def test_init_from_on_other_data_reports_coverage_and_refuses(tiny_run, tmp_path, cache_dir):
-    from captionlab.checkpoint import load_module
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
+    from captionlab.systems.loading import load_system
 
     root = _folder_dataset(tmp_path / "data", captions=("a tabby kitten sleeping", "grey kitten on sofa"))
     best = tiny_run[0] / "checkpoints" / "best.ckpt"
@@ -442,27 +525,39 @@ def test_init_from_on_other_data_reports_coverage_and_refuses(tiny_run, tmp_path
     with pytest.raises(UserError, match=r"its vocabulary covers only \d+\.\d% of the words of data=folder"):
         run_training(compose(overrides))
     assert not (tmp_path / "run" / "vocab.json").exists()
-    datamodule = CaptionDataModule(FolderSource(str(root)), vocab=load_module(best).vocab)
+    datamodule = CaptionDataModule(FolderSource(str(root)), vocab=load_system(best).vocab)
     datamodule.prepare()
     assert 0 < datamodule.vocab_coverage < 0.5
     assert any("vocabulary" in line and "the model's; it covers" in line for line in datamodule.report)
 
 
 # ---- option values, Trainer arguments, search hints ----------------------------------------------------
-@pytest.mark.parametrize("override,message", [
-    ("trainer.max_epochs=abc", "trainer.max_epochs='abc': give a whole number >= -1"),
-    ("seed=-1", "seed=-1: give a whole number from 0 to 4294967295"),
-    ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: give a whole number >= 1"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc': give a whole number >= -1"),
+        ("seed=-1", "seed=-1: give a whole number from 0 to 4294967295"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: give a whole number >= 1"),
+    ],
+)
 def test_bad_run_options_are_one_line(override, message):
-    from captionlab.train import check_run_options
+    from captionlab.pipelines.train import check_run_options
 
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_run_options(compose([override]))
 
 
-@pytest.mark.parametrize("option,value", [("batch_size", 0), ("eval_batch_size", -3), ("num_workers", -1),
-                                          ("max_caption_len", 0), ("captions_per_image", 0), ("min_word_count", "x")])
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("batch_size", 0),
+        ("eval_batch_size", -3),
+        ("num_workers", -1),
+        ("max_caption_len", 0),
+        ("captions_per_image", 0),
+        ("min_word_count", "x"),
+    ],
+)
 def test_bad_data_options_are_one_line(option, value):
     with pytest.raises(UserError, match=f"data.{option}={value!r}: give a whole number"):
         CaptionDataModule(None, **{option: value})
@@ -471,10 +566,20 @@ def test_bad_data_options_are_one_line(option, value):
 def test_common_trainer_arguments_need_no_plus(tmp_path):
     from hydra.utils import instantiate
 
-    cfg = compose(["trainer.fast_dev_run=true", "trainer.limit_train_batches=10", "trainer.val_check_interval=0.5",
-                   "trainer.accumulate_grad_batches=2", "trainer.max_steps=7", "trainer.deterministic=true"])
+    cfg = compose(
+        [
+            "trainer.fast_dev_run=true",
+            "trainer.limit_train_batches=10",
+            "trainer.val_check_interval=0.5",
+            "trainer.accumulate_grad_batches=2",
+            "trainer.max_steps=7",
+            "trainer.deterministic=true",
+        ]
+    )
     assert cfg.trainer.fast_dev_run is True and cfg.trainer.limit_train_batches == 10
-    trainer = instantiate(compose([f"paths.output_dir={tmp_path}"]).trainer, logger=False, enable_checkpointing=False)
+    trainer = instantiate(
+        compose([f"paths.output_dir={tmp_path}"]).trainer, logger=False, enable_checkpointing=False
+    )
     assert trainer.limit_train_batches == 1.0 and trainer.max_steps == -1
 
 
@@ -482,17 +587,27 @@ def test_a_search_setting_without_its_option_says_which_option():
     for args in (["search.num_beams=5"], ["+search.num_beams=5"]):
         result = run_cli("train.py", *args)
         assert result.returncode == 2
-        assert result.stderr.strip() == ("error: search.num_beams is a setting of search=beam, not of the search option "
-                                         "chosen: choose it first, e.g. search=beam search.num_beams=...")
+        assert result.stderr.strip() == (
+            "error: search.num_beams is a setting of search=beam, not of the search option "
+            "chosen: choose it first, e.g. search=beam search.num_beams=..."
+        )
     result = run_cli("train.py", "data=folder", "data.source.num_train=5")
-    assert result.stderr.strip().startswith("error: data.source.num_train is a setting of data=shapes, not of")
+    assert result.stderr.strip().startswith(
+        "error: data.source.num_train is a setting of data=shapes, not of"
+    )
 
 
 def test_a_text_file_as_checkpoint_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello\n")
-    result = run_cli("evaluate.py", f"ckpt_path={tmp_path / 'notes.txt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    result = run_cli(
+        "evaluate.py", f"ckpt_path={tmp_path / 'notes.txt'}", f"hydra.run.dir={tmp_path / 'eval'}"
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot read checkpoint {tmp_path / 'notes.txt'}")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: cannot read checkpoint {tmp_path / 'notes.txt'}")
+    )
 
 
 # ---- malformed annotation entries ----------------------------------------------------------------------
@@ -501,8 +616,10 @@ def test_malformed_karpathy_and_coco_entries_are_named_and_skippable(tmp_path):
     from captionlab.data.karpathy import KarpathySource
 
     _jpeg(tmp_path / "k" / "a.jpg", 0)
-    images = [{"filename": "a.jpg", "split": "train", "sentences": [{"raw": "a dog"}]},
-              {"split": "train", "sentences": [{"raw": "no file name"}]}]
+    images = [
+        {"filename": "a.jpg", "split": "train", "sentences": [{"raw": "a dog"}]},
+        {"split": "train", "sentences": [{"raw": "no file name"}]},
+    ]
     (tmp_path / "k" / "dataset.json").write_text(json.dumps({"images": images}))
     with pytest.raises(UserError, match=r"dataset.json: images\[1\]: an image entry needs 'filename'"):
         KarpathySource(str(tmp_path / "k"), "dataset.json").load()
@@ -513,11 +630,15 @@ def test_malformed_karpathy_and_coco_entries_are_named_and_skippable(tmp_path):
     for split in ("train2017", "val2017"):
         _jpeg(coco / split / "000000000001.jpg", 0)
     (coco / "annotations").mkdir()
-    data = {"images": [{"id": 1, "file_name": "000000000001.jpg"}],
-            "annotations": [{"image_id": 1, "caption": "A dog."}, {"caption": "no image id"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "000000000001.jpg"}],
+        "annotations": [{"image_id": 1, "caption": "A dog."}, {"caption": "no image id"}],
+    }
     for split in ("train2017", "val2017"):
         (coco / "annotations" / f"captions_{split}.json").write_text(json.dumps(data))
-    with pytest.raises(UserError, match=r"captions_train2017.json: annotations\[1\]: an annotation needs 'image_id'"):
+    with pytest.raises(
+        UserError, match=r"captions_train2017.json: annotations\[1\]: an annotation needs 'image_id'"
+    ):
         CocoSource(str(coco)).load()
     assert len(CocoSource(str(coco), on_error="skip").load()["val"]) == 1
 
@@ -526,7 +647,15 @@ def test_malformed_karpathy_and_coco_entries_are_named_and_skippable(tmp_path):
 def test_one_log_line_per_epoch():
     from captionlab.training.callbacks import epoch_line
 
-    row = {"epoch": 2, "train/loss": 1.23456, "val/bleu4": 0.5021, "val/cider": 1.7129, "time/train_s": 44.6,
-           "time/val_s": 3.2}
-    assert epoch_line(row, 6) == "epoch 3/6: train/loss 1.2346, val BLEU-4 50.21, CIDEr 171.29, 45 s (+3 s val)"
+    row = {
+        "epoch": 2,
+        "train/loss": 1.23456,
+        "val/bleu4": 0.5021,
+        "val/cider": 1.7129,
+        "time/train_s": 44.6,
+        "time/val_s": 3.2,
+    }
+    assert (
+        epoch_line(row, 6) == "epoch 3/6: train/loss 1.2346, val BLEU-4 50.21, CIDEr 171.29, 45 s (+3 s val)"
+    )
     assert epoch_line({"epoch": 0, "time/train_s": 1.0, "time/val_s": 0.0}, -1) == "epoch 1: 1 s (+0 s val)"

@@ -1,18 +1,19 @@
 """The classical baselines: nearest-neighbour caption retrieval (model=knn) and template captions."""
+
 import json
 
 import pytest
 import torch
 from conftest import TINY_OVERRIDES, compose
 
-from captionlab.baselines.consensus import Consensus, bleu_vector, sentence_bleu4
-from captionlab.baselines.knn import NearestNeighbourCaptioner
-from captionlab.baselines.template import TemplateCaptioner, imagenet_words, slot_table
-from captionlab.data.vocab import Vocabulary
 from captionlab.errors import UserError
 from captionlab.models.encoders import TimmEncoder, imagenet_classifier
 from captionlab.search.greedy import GreedySearch
 from captionlab.search.sample import SampleSearch
+from captionlab.systems.consensus import Consensus, bleu_vector, sentence_bleu4
+from captionlab.systems.knn import NearestNeighbourCaptioner
+from captionlab.systems.template import TemplateCaptioner, imagenet_words, slot_table
+from captionlab.text import Vocabulary
 
 # four training images in a 3-d feature space, with their captions
 NAMES = ["dog_grass.jpg", "dog_park.jpg", "cat_sofa.jpg", "car_street.jpg"]
@@ -60,8 +61,12 @@ def test_sentence_bleu4_bounds():
 def test_consensus_is_the_mean_similarity_to_the_other_candidates(metric):
     from captionlab.metrics.cider_d import CiderD
 
-    candidates = ["a brown dog runs on the grass", "a dog runs on the grass", "a brown dog runs",
-                  "a cat sleeps on a sofa"]
+    candidates = [
+        "a brown dog runs on the grass",
+        "a dog runs on the grass",
+        "a brown dog runs",
+        "a cat sleeps on a sofa",
+    ]
     scores = Consensus(metric, CAPTIONS).scores(range(4), candidates)
     if metric == "cider":
         cider = CiderD(CAPTIONS)
@@ -77,8 +82,10 @@ def test_consensus_is_the_mean_similarity_to_the_other_candidates(metric):
     many = [c for captions in CAPTIONS for c in captions] + ["a dog and a dog and a dog", "dog", ""]
     scores = Consensus(metric, CAPTIONS).scores(range(len(many)), many)
     vectors = [cider.vector(c) for c in many] if metric == "cider" else [bleu_vector(c) for c in many]
-    by_hand = [sum(similarity(vectors[i], vectors[j]) for j in range(len(many)) if j != i) / (len(many) - 1)
-               for i in range(len(many))]
+    by_hand = [
+        sum(similarity(vectors[i], vectors[j]) for j in range(len(many)) if j != i) / (len(many) - 1)
+        for i in range(len(many))
+    ]
     assert scores == pytest.approx(by_hand, abs=1e-12)
 
 
@@ -109,7 +116,10 @@ def test_bad_cases_are_one_line_errors(encoder):
         knn.start_index([], [])
     knn.start_index(NAMES, CAPTIONS)
     with pytest.raises(UserError, match="no pooled vector"):
-        knn.add(torch.tensor([0]), {"pooled": torch.zeros(1, encoder.feature_dim, 4), "grid": torch.zeros(1, 1, 1)})
+        knn.add(
+            torch.tensor([0]),
+            {"pooled": torch.zeros(1, encoder.feature_dim, 4), "grid": torch.zeros(1, 1, 1)},
+        )
     with pytest.raises(UserError, match="no training image was indexed"):
         knn.finish_index()
     with pytest.raises(UserError, match="model.k"):
@@ -128,10 +138,18 @@ def test_a_limited_run_keeps_only_the_indexed_images(encoder):
 
 
 def _train(tmp_path, cache_dir, *overrides):
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
-    cfg = compose(TINY_OVERRIDES + [*overrides, "logger=none", "callbacks.sample_captions.num_images=0",
-                                    f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"])
+    cfg = compose(
+        TINY_OVERRIDES
+        + [
+            *overrides,
+            "logger=none",
+            "callbacks.sample_captions.num_images=0",
+            f"paths.output_dir={tmp_path}",
+            f"paths.cache_dir={cache_dir}",
+        ]
+    )
     return run_training(cfg)
 
 
@@ -142,7 +160,7 @@ def knn_run(tmp_path_factory, cache_dir):
 
 
 def test_knn_trains_in_one_pass_and_reloads_identically(knn_run, tmp_path):
-    from captionlab.evaluate import run_evaluation
+    from captionlab.pipelines.evaluate import run_evaluation
 
     run, summary = knn_run
     assert summary["val"]["num_images"] == 40 and summary["test"]["cider"] > 0
@@ -151,18 +169,27 @@ def test_knn_trains_in_one_pass_and_reloads_identically(knn_run, tmp_path):
     checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["stage"] == "retrieval"
     assert len(checkpoint["state_dict"]["captioner._extra_state"]["names"]) == 240
-    cfg = compose([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"paths.output_dir={tmp_path}",
-                   "metrics.meteor=false", "trainer.enable_progress_bar=false", "split=test"], config_name="evaluate")
+    cfg = compose(
+        [
+            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+            f"paths.output_dir={tmp_path}",
+            "metrics.meteor=false",
+            "trainer.enable_progress_bar=false",
+            "split=test",
+        ],
+        config_name="evaluate",
+    )
     result = run_evaluation(cfg)
     assert result["test"]["cider"] == pytest.approx(summary["test"]["cider"], abs=1e-12)
-    assert json.loads((tmp_path / "predictions_test.json").read_text()) == \
-        json.loads((run / "predictions_test.json").read_text())
+    assert json.loads((tmp_path / "predictions_test.json").read_text()) == json.loads(
+        (run / "predictions_test.json").read_text()
+    )
 
 
 def test_knn_captions_are_training_captions_and_caption_py_names_the_neighbours(knn_run, tmp_path):
-    from captionlab.caption import run_captioning
-    from captionlab.data.vocab import tokenize
+    from captionlab.pipelines.caption import run_captioning
     from captionlab.registry import build
+    from captionlab.text import tokenize
 
     run, _ = knn_run
     checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
@@ -171,12 +198,25 @@ def test_knn_captions_are_training_captions_and_caption_py_names_the_neighbours(
     predictions = json.loads((run / "predictions_val.json").read_text())
     assert all(p["caption"] in known for p in predictions)
     image = datamodule.split("val")[0].image_path
-    results = run_captioning(compose([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"images={image}",
-                                      f"paths.output_dir={tmp_path}", "device=cpu"], config_name="caption"))
+    results = run_captioning(
+        compose(
+            [
+                f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+                f"images={image}",
+                f"paths.output_dir={tmp_path}",
+                "device=cpu",
+            ],
+            config_name="caption",
+        )
+    )
     neighbours = results[0]["neighbours"]
     assert len(neighbours) == 3 and all(n["image"].startswith("train_") for n in neighbours)
-    assert [n["similarity"] for n in neighbours] == sorted((n["similarity"] for n in neighbours), reverse=True)
-    assert results[0]["caption"] == predictions[0]["caption"]  # from the image file = from the cached features
+    assert [n["similarity"] for n in neighbours] == sorted(
+        (n["similarity"] for n in neighbours), reverse=True
+    )
+    assert (
+        results[0]["caption"] == predictions[0]["caption"]
+    )  # from the image file = from the cached features
 
 
 def test_knn_refuses_a_vocabulary_that_would_drop_words(tmp_path, cache_dir):
@@ -204,7 +244,9 @@ def test_template_fills_its_slots_and_rejects_unknown_ones(encoder):
         captioner.heads["shape"].bias.copy_(torch.tensor([2.0, 0.0]))
     output = captioner.generate(_query(encoder, [1.0, 0.0, 0.0]), GreedySearch())
     assert vocab.decode(output.best()[0]) == "a blue circle"
-    expected = torch.log_softmax(torch.tensor([0.0, 1.0]), 0)[1] + torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[0]
+    expected = (
+        torch.log_softmax(torch.tensor([0.0, 1.0]), 0)[1] + torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[0]
+    )
     assert float(output.scores[0, 0]) == pytest.approx(float(expected))
     with pytest.raises(UserError, match="model.template"):
         TemplateCaptioner(encoder, vocab, "a {colour} {texture}", table)
@@ -222,7 +264,7 @@ def test_imagenet_classifier_comes_from_a_local_weights_file(tmp_path):
 
 
 def test_template_on_shapes_trains_its_heads_and_reloads(tmp_path, cache_dir):
-    from captionlab.checkpoint import load_module
+    from captionlab.systems.loading import load_system
 
     summary = _train(tmp_path, cache_dir, "model=template", "trainer.max_epochs=2")
     predictions = json.loads((tmp_path / "predictions_val.json").read_text())
@@ -230,16 +272,24 @@ def test_template_on_shapes_trains_its_heads_and_reloads(tmp_path, cache_dir):
     assert all(p["caption"].startswith(counts) for p in predictions) and summary["val"]["cider"] > 0
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert len(history) == 2 and history[1]["train/loss"] < history[0]["train/loss"]
-    module = load_module(tmp_path / "checkpoints" / "best.ckpt")
+    module = load_system(tmp_path / "checkpoints" / "best.ckpt")
     assert module.hparams["stage"] == "template" and not module.captioner.heads["colour"].training
 
 
 def test_template_needs_attribute_labels_or_imagenet(tmp_path, cache_dir):
     with pytest.raises(UserError, match="imagenet"):
-        _train(tmp_path, cache_dir, "model=template", "~model.slots", "+model.slots={texture: [smooth, rough]}",
-               "model.template='a {texture} thing'")
+        _train(
+            tmp_path,
+            cache_dir,
+            "model=template",
+            "~model.slots",
+            "+model.slots={texture: [smooth, rough]}",
+            "model.template='a {texture} thing'",
+        )
     with pytest.raises(UserError, match="pretrained weights"):
-        _train(tmp_path / "b", cache_dir, "model=template", "model.slots=imagenet", "model.template='a {object}'")
+        _train(
+            tmp_path / "b", cache_dir, "model=template", "model.slots=imagenet", "model.template='a {object}'"
+        )
 
 
 def test_knn_benchmark_prints_its_timings(knn_run):

@@ -1,4 +1,5 @@
 """caption.py: captions and attention overlays for any images, from a checkpoint alone."""
+
 import json
 import shutil
 
@@ -7,14 +8,22 @@ import torch
 from conftest import compose, run_cli
 from PIL import Image
 
-from captionlab.caption import find_images, run_captioning
 from captionlab.errors import UserError
+from captionlab.pipelines.caption import find_images, run_captioning
 from captionlab.viz.attention import LABEL, PANEL, attention_overlay, panel_layout
 
 
 def _caption(checkpoint, images, tmp_path, *overrides):
-    cfg = compose([f"ckpt_path={checkpoint}", f"images={images}", f"paths.output_dir={tmp_path}", "device=cpu",
-                   *overrides], config_name="caption")
+    cfg = compose(
+        [
+            f"ckpt_path={checkpoint}",
+            f"images={images}",
+            f"paths.output_dir={tmp_path}",
+            "device=cpu",
+            *overrides,
+        ],
+        config_name="caption",
+    )
     return run_captioning(cfg)
 
 
@@ -36,17 +45,28 @@ def test_round_trip_gives_the_training_runs_test_captions(tiny_run, tmp_path):
     expected = _test_images(run, cfg, tmp_path / "images")
     (tmp_path / "images" / "notes.txt").write_text("not an image")
     results = _caption(run / "checkpoints" / "best.ckpt", tmp_path / "images", tmp_path / "out")
-    assert {r["image"].split("/")[-1]: r["caption"] for r in results} == {p["image_id"]: p["caption"] for p in expected}
+    assert {r["image"].split("/")[-1]: r["caption"] for r in results} == {
+        p["image_id"]: p["caption"] for p in expected
+    }
     saved = json.loads((tmp_path / "out" / "captions.json").read_text())
-    assert len(saved) == len(expected) and (tmp_path / "out" / "captions.csv").read_text().count("\n") == len(expected) + 1
+    assert (
+        len(saved) == len(expected)
+        and (tmp_path / "out" / "captions.csv").read_text().count("\n") == len(expected) + 1
+    )
     assert "overlay" not in saved[0]  # the LSTM does not attend
 
 
 def test_n_best_with_scores(tiny_run, tmp_path):
     run, cfg, _ = tiny_run
     _test_images(run, cfg, tmp_path / "images", count=2)
-    results = _caption(run / "checkpoints" / "best.ckpt", tmp_path / "images" / "*.png", tmp_path / "out",
-                       "search=beam", "search.num_beams=3", "search.num_return_sequences=3")
+    results = _caption(
+        run / "checkpoints" / "best.ckpt",
+        tmp_path / "images" / "*.png",
+        tmp_path / "out",
+        "search=beam",
+        "search.num_beams=3",
+        "search.num_return_sequences=3",
+    )
     assert all(len(r["hypotheses"]) == 3 for r in results)
     assert all(r["hypotheses"][0]["caption"] == r["caption"] for r in results)
 
@@ -63,18 +83,33 @@ def test_overlay_has_one_panel_per_word():
 
 
 def test_attending_decoder_writes_overlays(tmp_path):
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
-    cfg = compose(["experiment=shapes_attention", "data.source.num_train=64", "data.source.num_val=16",
-                   "data.source.num_test=16", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-                   "metrics.meteor_final=false", "test=false", "logger=none", f"paths.output_dir={tmp_path / 'run'}",
-                   f"paths.cache_dir={tmp_path / 'cache'}", "decoder.hidden_dim=32", "decoder.attention_dim=16",
-                   "decoder.embed_dim=16"])
+    cfg = compose(
+        [
+            "experiment=shapes_attention",
+            "data.source.num_train=64",
+            "data.source.num_val=16",
+            "data.source.num_test=16",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "metrics.meteor_final=false",
+            "test=false",
+            "logger=none",
+            f"paths.output_dir={tmp_path / 'run'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "decoder.hidden_dim=32",
+            "decoder.attention_dim=16",
+            "decoder.embed_dim=16",
+        ]
+    )
     run_training(cfg)
     images = next((tmp_path / "cache").rglob("val_00000.png"))
     results = _caption(tmp_path / "run" / "checkpoints" / "best.ckpt", images, tmp_path / "out")
     overlay = Image.open(results[0]["overlay"])
-    words = len(results[0]["caption"].split()) + (1 if len(results[0]["caption"].split()) < 20 else 0)  # + <eos>
+    words = len(results[0]["caption"].split()) + (
+        1 if len(results[0]["caption"].split()) < 20 else 0
+    )  # + <eos>
     columns, rows = panel_layout(words)
     assert overlay.size == (columns * PANEL, rows * (PANEL + LABEL))
 
@@ -100,7 +135,11 @@ def test_only_non_images_is_an_error(tiny_run, tmp_path):
 def test_command_line(tiny_run, tmp_path):
     run, cfg, _ = tiny_run
     expected = _test_images(run, cfg, tmp_path / "images", count=2)
-    result = run_cli("caption.py", f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"images={tmp_path / 'images'}",
-                     f"hydra.run.dir={tmp_path / 'out'}")
+    result = run_cli(
+        "caption.py",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        f"images={tmp_path / 'images'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert all(p["caption"] in result.stdout for p in expected)

@@ -1,4 +1,5 @@
 """The entry points as a user runs them: help, config printing, fast_dev_run, one-line errors."""
+
 from conftest import run_cli
 
 
@@ -11,9 +12,17 @@ def test_help_and_cfg_job():
 
 
 def test_fast_dev_run_end_to_end(tmp_path, cache_dir):
-    result = run_cli("train.py", "debug=fast_dev_run", f"hydra.run.dir={tmp_path}", f"paths.cache_dir={cache_dir}",
-                     "data.source.num_train=64", "data.source.num_val=16", "data.source.num_test=16",
-                     "trainer.enable_progress_bar=false", "metrics.meteor_final=false")
+    result = run_cli(
+        "train.py",
+        "debug=fast_dev_run",
+        f"hydra.run.dir={tmp_path}",
+        f"paths.cache_dir={cache_dir}",
+        "data.source.num_train=64",
+        "data.source.num_val=16",
+        "data.source.num_test=16",
+        "trainer.enable_progress_bar=false",
+        "metrics.meteor_final=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "predictions_test.json").is_file()
     # with the progress bar off, one line per epoch still says how training goes
@@ -23,7 +32,10 @@ def test_fast_dev_run_end_to_end(tmp_path, cache_dir):
 def test_unknown_group_option_is_one_line():
     result = run_cli("train.py", "decoder=lstmm")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown decoder option 'lstmm'; choose one of: attention, lstm, transformer"
+    assert (
+        result.stderr.strip()
+        == "error: unknown decoder option 'lstmm'; choose one of: attention, lstm, transformer"
+    )
 
 
 def test_unknown_option_in_a_sweep_list_is_caught():
@@ -37,7 +49,9 @@ def test_unwritable_output_folder_is_one_line(tmp_path):
     result = run_cli("train.py", f"hydra.run.dir={blocker}/run")
     assert result.returncode != 0
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "cannot create the run folder" in lines[0] and str(blocker) in lines[0], result.stderr
+    assert len(lines) == 1 and "cannot create the run folder" in lines[0] and str(blocker) in lines[0], (
+        result.stderr
+    )
 
 
 def test_unwritable_cache_folder_is_one_line(tmp_path):
@@ -56,7 +70,11 @@ def test_unknown_key_is_one_line():
 
 
 def test_missing_data_root_is_one_line(tmp_path):
-    result = run_cli("train.py", "data=flickr8k", f"data.root={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run")
+    result = run_cli(
+        "train.py", "data=flickr8k", f"data.root={tmp_path}/nowhere", f"hydra.run.dir={tmp_path}/run"
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: data.root=") and "Flickr8k.token.txt" in lines[0], result.stderr
+    assert (
+        len(lines) == 1 and lines[0].startswith("error: data.root=") and "Flickr8k.token.txt" in lines[0]
+    ), result.stderr

@@ -1,11 +1,12 @@
 """Every option of every config group composes, and the components it names can be built."""
+
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, compose
 from omegaconf import OmegaConf
 
 from captionlab.registry import check_targets
-from conftest import ROOT, compose
 
 GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "hydra")
 
@@ -38,7 +39,8 @@ def test_encoder_reads_the_native_image_size():
 
 
 def test_hydra_settings_keep_the_working_directory(tmp_path):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose(config_name="train", return_hydra_config=True)

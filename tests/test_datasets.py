@@ -1,8 +1,10 @@
 """Every dataset format, written by the tests in its exact published layout (quirks included),
 and every bad-data case in both on_error modes."""
+
 import json
 
 import pytest
+from conftest import SHARED, needs_shared
 from PIL import Image
 
 from captionlab.data.coco import CocoSource
@@ -10,7 +12,6 @@ from captionlab.data.flickr8k import Flickr8kSource
 from captionlab.data.folder import FolderSource
 from captionlab.data.karpathy import KarpathySource
 from captionlab.errors import UserError
-from conftest import SHARED, needs_shared
 
 NAMES = [f"{1000 + i}_abc.jpg" for i in range(8)]
 
@@ -64,7 +65,9 @@ def test_flickr8k_errors_name_what_was_looked_for(tmp_path):
         Flickr8kSource(str(tmp_path)).load()
 
 
-@pytest.mark.parametrize("case", ["malformed line", "empty caption", "missing image", "corrupt image", "unlisted caption"])
+@pytest.mark.parametrize(
+    "case", ["malformed line", "empty caption", "missing image", "corrupt image", "unlisted caption"]
+)
 def test_flickr8k_bad_data_raise_and_skip(tmp_path, case):
     root = _flickr8k_official(tmp_path)
     token = root / "Flickr8k.token.txt"
@@ -101,8 +104,15 @@ def _karpathy(root, name="dataset_flickr8k.json"):
     for i, n in enumerate(NAMES):
         _image(root / "imgs" / n)
         split = ["train", "train", "restval", "val", "test", "train", "val", "test"][i]
-        images.append({"filename": n, "filepath": "", "split": split, "imgid": i,
-                       "sentences": [{"raw": f"A cat {k} .", "tokens": ["a", "cat"]} for k in range(5)]})
+        images.append(
+            {
+                "filename": n,
+                "filepath": "",
+                "split": split,
+                "imgid": i,
+                "sentences": [{"raw": f"A cat {k} .", "tokens": ["a", "cat"]} for k in range(5)],
+            }
+        )
     (root / name).write_text(json.dumps({"images": images, "dataset": "flickr8k"}))
     return root
 
@@ -139,9 +149,14 @@ def _coco(root, year=2017):
         images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 40, "height": 30} for i in ids]
         for i in ids:
             _image(root / f"{split}{year}" / f"{i:012d}.jpg")
-        annotations = [{"id": 10 * i + k, "image_id": i, "caption": f"A plate of food {k}."} for i in ids for k in range(5)]
+        annotations = [
+            {"id": 10 * i + k, "image_id": i, "caption": f"A plate of food {k}."}
+            for i in ids
+            for k in range(5)
+        ]
         (root / "annotations" / f"captions_{split}{year}.json").write_text(
-            json.dumps({"info": {}, "licenses": [], "images": images, "annotations": annotations}))
+            json.dumps({"info": {}, "licenses": [], "images": images, "annotations": annotations})
+        )
     return root
 
 
@@ -163,7 +178,9 @@ def test_coco_missing_annotation_file(tmp_path):
 def test_folder_csv_with_and_without_split(tmp_path):
     for n in NAMES:
         _image(tmp_path / "images" / n)
-    rows = ["image,caption,split"] + [f"{n},a red box {k},{'train' if i < 6 else 'dev'}" for i, n in enumerate(NAMES) for k in range(2)]
+    rows = ["image,caption,split"] + [
+        f"{n},a red box {k},{'train' if i < 6 else 'dev'}" for i, n in enumerate(NAMES) for k in range(2)
+    ]
     (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
     records = FolderSource(str(tmp_path)).load()
     assert [len(records[s]) for s in ("train", "val", "test")] == [6, 2, 0]
@@ -173,14 +190,21 @@ def test_folder_csv_with_and_without_split(tmp_path):
     source = FolderSource(str(tmp_path), annotations="nosplit.csv", split_ratios=(0.5, 0.25, 0.25))
     records = source.load()
     assert [len(records[s]) for s in ("train", "val", "test")] == [4, 2, 2]
-    assert FolderSource(str(tmp_path), annotations="nosplit.csv", split_ratios=(0.5, 0.25, 0.25)).load() == records
+    assert (
+        FolderSource(str(tmp_path), annotations="nosplit.csv", split_ratios=(0.5, 0.25, 0.25)).load()
+        == records
+    )
 
 
 def test_folder_jsonl_bad_rows(tmp_path):
     for n in NAMES[:3]:
         _image(tmp_path / "images" / n)
     lines = [json.dumps({"image": n, "caption": "a box", "split": "train"}) for n in NAMES[:3]]
-    lines += ["{broken", json.dumps({"image": "missing.jpg", "caption": "x"}), json.dumps({"image": NAMES[0], "caption": ""})]
+    lines += [
+        "{broken",
+        json.dumps({"image": "missing.jpg", "caption": "x"}),
+        json.dumps({"image": NAMES[0], "caption": ""}),
+    ]
     (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError, match="rows.jsonl:4"):
         FolderSource(str(tmp_path), annotations="rows.jsonl").load()
@@ -192,16 +216,22 @@ def test_folder_jsonl_bad_rows(tmp_path):
 
 
 @needs_shared
-@pytest.mark.parametrize("folder,counts,captions", [
-    ("flickr8k_subset", (753, 113, 125), 5000),
-    ("flickr8k_224", (6000, 1000, 1000), 40455),
-])
+@pytest.mark.parametrize(
+    "folder,counts,captions",
+    [
+        ("flickr8k_subset", (753, 113, 125), 5000),
+        ("flickr8k_224", (6000, 1000, 1000), 40455),
+    ],
+)
 def test_shared_flickr8k(folder, counts, captions):
     source = Flickr8kSource(str(SHARED / "data" / folder))
     records = source.load()
     assert tuple(len(records[s]) for s in ("train", "val", "test")) == counts
-    parsed = sum(1 for line in (SHARED / "data" / folder / "Flickr8k.token.txt").read_text().splitlines()
-                 if line.strip() and not line.startswith("2258277193_586949ec62.jpg.1"))
+    parsed = sum(
+        1
+        for line in (SHARED / "data" / folder / "Flickr8k.token.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("2258277193_586949ec62.jpg.1")
+    )
     assert parsed == captions
 
 
@@ -213,13 +243,21 @@ def test_shared_coco_mini():
 
 
 def test_training_on_coco_without_test_captions_skips_the_test_stage(tmp_path, cache_dir):
-    from captionlab.train import run_training
     from conftest import TINY_OVERRIDES, compose
+
+    from captionlab.pipelines.train import run_training
 
     root = _coco(tmp_path / "coco")
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("data.")] + [
-        "data=coco", f"data.root={root}", "data.image_size=64", "data.min_word_count=1", "data.num_workers=0",
-        "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={cache_dir}"]
+        "data=coco",
+        f"data.root={root}",
+        "data.image_size=64",
+        "data.min_word_count=1",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        f"paths.output_dir={tmp_path / 'run'}",
+        f"paths.cache_dir={cache_dir}",
+    ]
     summary = run_training(compose(overrides))
     assert "test" not in summary and summary["val"]["num_images"] == 2
     assert not (tmp_path / "run" / "predictions_test.json").exists()

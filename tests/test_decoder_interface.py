@@ -1,4 +1,5 @@
 """All three decoders behind one interface: incremental decoding equals teacher forcing."""
+
 import pytest
 import torch
 
@@ -11,17 +12,28 @@ VOCAB, FEATURES, GRID = 13, 16, 5
 DECODERS = {
     "lstm": lambda: LSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10),
     "attention": lambda: AttentionLSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
-    "transformer": lambda: TransformerDecoder(VOCAB, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32,
-                                              num_encoder_layers=1),
-    "transformer_sinusoidal": lambda: TransformerDecoder(VOCAB, FEATURES, dim=16, num_layers=1, num_heads=2,
-                                                         ff_dim=32, positions="sinusoidal", tie_embeddings=False),
+    "transformer": lambda: TransformerDecoder(
+        VOCAB, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32, num_encoder_layers=1
+    ),
+    "transformer_sinusoidal": lambda: TransformerDecoder(
+        VOCAB,
+        FEATURES,
+        dim=16,
+        num_layers=1,
+        num_heads=2,
+        ff_dim=32,
+        positions="sinusoidal",
+        tie_embeddings=False,
+    ),
 }
 
 
 def _memory(batch=3):
     torch.manual_seed(0)
-    return EncoderOutput(torch.randn(batch, FEATURES, dtype=torch.float64),
-                         torch.randn(batch, GRID, FEATURES, dtype=torch.float64))
+    return EncoderOutput(
+        torch.randn(batch, FEATURES, dtype=torch.float64),
+        torch.randn(batch, GRID, FEATURES, dtype=torch.float64),
+    )
 
 
 def _build(name):
@@ -85,13 +97,12 @@ def test_greedy_search_runs_on_every_decoder(name):
 def test_doubly_stochastic_penalty_only_in_training():
     decoder, memory = _build("attention"), _memory()
     tokens = torch.randint(4, VOCAB, (3, 6))
-    decoder(memory, tokens)
-    assert decoder.regularization() is None  # eval mode
+    assert decoder.teacher_forcing(memory, tokens)[1] is None  # eval mode
     decoder.train()
-    decoder(memory, tokens)
-    penalty = decoder.regularization()
+    logits, penalty = decoder.teacher_forcing(memory, tokens)
     assert penalty is not None and penalty.item() >= 0
-    assert decoder.regularization() is None  # consumed
+    assert logits.shape == (3, 6, VOCAB)  # returned with the logits: no state is kept between calls
+    assert not any(isinstance(v, torch.Tensor) for k, v in vars(decoder).items() if "penalty" in k)
 
 
 @pytest.mark.parametrize("name", ["lstm", "attention", "transformer"])

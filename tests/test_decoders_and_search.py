@@ -1,23 +1,35 @@
 import pytest
 import torch
 
-from captionlab.data.vocab import EOS_ID, PAD_ID, UNK_ID
 from captionlab.models.decoders.lstm import LSTMDecoder
 from captionlab.models.encoders import EncoderOutput, TimmEncoder
 from captionlab.search.greedy import GreedySearch
+from captionlab.text import EOS_ID, PAD_ID, UNK_ID
 
 VOCAB, FEATURES = 12, 16
 
 
 def _memory(batch=3, dtype=torch.float64):
     torch.manual_seed(0)
-    return EncoderOutput(torch.randn(batch, FEATURES, dtype=dtype), torch.randn(batch, 4, FEATURES, dtype=dtype))
+    return EncoderOutput(
+        torch.randn(batch, FEATURES, dtype=dtype), torch.randn(batch, 4, FEATURES, dtype=dtype)
+    )
 
 
 def _decoder(feed_image_every_step=False):
     torch.manual_seed(1)
-    return LSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, num_layers=2,
-                       feed_image_every_step=feed_image_every_step).double().eval()
+    return (
+        LSTMDecoder(
+            VOCAB,
+            FEATURES,
+            embed_dim=8,
+            hidden_dim=10,
+            num_layers=2,
+            feed_image_every_step=feed_image_every_step,
+        )
+        .double()
+        .eval()
+    )
 
 
 @pytest.mark.parametrize("feed_image_every_step", [False, True])

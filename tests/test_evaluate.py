@@ -1,16 +1,25 @@
 """evaluate.py: a checkpoint scored by itself, with the search and data it names or the checkpoint's."""
+
 import json
 
 import pytest
 from conftest import compose, run_cli
 
 from captionlab.errors import UserError
-from captionlab.evaluate import run_evaluation
+from captionlab.pipelines.evaluate import run_evaluation
 
 
 def _evaluate(run, tmp_path, *overrides):
-    cfg = compose([f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"paths.output_dir={tmp_path}",
-                   "metrics.meteor=false", "trainer.enable_progress_bar=false", *overrides], config_name="evaluate")
+    cfg = compose(
+        [
+            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+            f"paths.output_dir={tmp_path}",
+            "metrics.meteor=false",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ],
+        config_name="evaluate",
+    )
     return run_evaluation(cfg)
 
 
@@ -22,8 +31,9 @@ def test_the_checkpoint_alone_reproduces_the_training_runs_test_scores(tiny_run,
     run, _, summary = tiny_run
     result = _evaluate(run, tmp_path, "split=test")
     assert _scores(result["test"]) == pytest.approx(_scores(summary["test"]), abs=1e-9)
-    assert json.loads((tmp_path / "predictions_test.json").read_text()) == \
-        json.loads((run / "predictions_test.json").read_text())
+    assert json.loads((tmp_path / "predictions_test.json").read_text()) == json.loads(
+        (run / "predictions_test.json").read_text()
+    )
     per_image = json.loads((tmp_path / "per_image_test.json").read_text())
     assert len(per_image) == 40 and {"image_id", "caption", "bleu4", "cider"} <= set(per_image[0])
     mean_cider = sum(row["cider"] for row in per_image) / len(per_image)
@@ -33,7 +43,9 @@ def test_the_checkpoint_alone_reproduces_the_training_runs_test_scores(tiny_run,
 
 def test_search_named_on_the_command_line_replaces_the_checkpoints(tiny_run, tmp_path):
     run, _, summary = tiny_run
-    one_beam = _evaluate(run, tmp_path / "one", "search=beam", "search.num_beams=1", "search.length_penalty=0")
+    one_beam = _evaluate(
+        run, tmp_path / "one", "search=beam", "search.num_beams=1", "search.length_penalty=0"
+    )
     assert _scores(one_beam["val"]) == pytest.approx(_scores(summary["val"]), abs=1e-9)
     beam = _evaluate(run, tmp_path / "three", "search=beam", "search.num_beams=3")
     assert beam["search"]["num_beams"] == 3 and beam["search"]["name"] == "BeamSearch"
@@ -48,13 +60,22 @@ def test_bad_requests_are_one_line_errors(tiny_run, tmp_path):
     with pytest.raises(UserError, match="split=train"):
         _evaluate(run, tmp_path, "split=train")
     with pytest.raises(UserError, match="checkpoint not found"):
-        run_evaluation(compose(["ckpt_path=/nonexistent.ckpt", f"paths.output_dir={tmp_path}"], config_name="evaluate"))
+        run_evaluation(
+            compose(["ckpt_path=/nonexistent.ckpt", f"paths.output_dir={tmp_path}"], config_name="evaluate")
+        )
 
 
 def test_command_line(tiny_run, tmp_path):
     run, _, _ = tiny_run
-    result = run_cli("evaluate.py", f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "split=test", "search=beam",
-                     "search.num_beams=2", "metrics.meteor=false", f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "evaluate.py",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        "split=test",
+        "search=beam",
+        "search.num_beams=2",
+        "metrics.meteor=false",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "bleu4" in result.stdout and (tmp_path / "metrics.json").is_file()
     missing = run_cli("evaluate.py", f"hydra.run.dir={tmp_path / 'x'}")
@@ -65,8 +86,18 @@ def _score_file(predictions, cache_dir, tmp_path):
     from conftest import TINY_OVERRIDES
 
     data = [o for o in TINY_OVERRIDES if o.startswith("data.")]
-    cfg = compose([f"predictions={predictions}", "data=shapes", *data, f"paths.cache_dir={cache_dir}",
-                   f"paths.output_dir={tmp_path}", "metrics.meteor=false", "split=test"], config_name="evaluate")
+    cfg = compose(
+        [
+            f"predictions={predictions}",
+            "data=shapes",
+            *data,
+            f"paths.cache_dir={cache_dir}",
+            f"paths.output_dir={tmp_path}",
+            "metrics.meteor=false",
+            "split=test",
+        ],
+        config_name="evaluate",
+    )
     return run_evaluation(cfg)
 
 
@@ -77,13 +108,19 @@ def test_a_results_file_from_any_system_scores_like_our_own(tiny_run, cache_dir,
     assert result["test"]["distinct_words"] > 3 and 0 <= result["test"]["novel_captions"] <= 1
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json", "not JSON"),
-    ('{"image_id": 1}', "COCO results format"),
-    ('[{"image_id": "test_00000.png", "caption": "a"}, {"image_id": "test_00000.png", "caption": "b"}]', "more than one"),
-    ('[{"image_id": "elsewhere.png", "caption": "a"}]', "not in this split"),
-    ('[{"image_id": "test_00000.png", "caption": "a"}]', "have no prediction"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "not JSON"),
+        ('{"image_id": 1}', "COCO results format"),
+        (
+            '[{"image_id": "test_00000.png", "caption": "a"}, {"image_id": "test_00000.png", "caption": "b"}]',
+            "more than one",
+        ),
+        ('[{"image_id": "elsewhere.png", "caption": "a"}]', "not in this split"),
+        ('[{"image_id": "test_00000.png", "caption": "a"}]', "have no prediction"),
+    ],
+)
 def test_bad_results_files_are_one_line_errors(tiny_run, cache_dir, tmp_path, content, message):
     bad = tmp_path / "results.json"
     bad.write_text(content)
@@ -103,11 +140,11 @@ def test_preprocessing_given_through_the_registry_stays_plain_data(tiny_run):
     would make it an OmegaConf node; feature-cache keys and JSON need plain data."""
     import json as json_module
 
-    from captionlab.checkpoint import load_module
     from captionlab.registry import build
+    from captionlab.systems.loading import load_system
 
     run, cfg, _ = tiny_run
-    module = load_module(run / "checkpoints" / "best.ckpt")
+    module = load_system(run / "checkpoints" / "best.ckpt")
     datamodule = build(cfg.data, "data", vocab=module.vocab, preprocessing=module.preprocessing)
     json_module.dumps(datamodule.preprocessing)
     assert type(datamodule.preprocessing["input_size"]) is list

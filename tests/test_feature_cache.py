@@ -1,15 +1,23 @@
 """The feature cache: hit, miss, invalidation, and training from cached features."""
+
 import torch
 
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.shapes import ShapesSource
+from captionlab.features import use_cached_features
 from captionlab.models.encoders import TimmEncoder
 
 
 def _datamodule(cache_dir, tmp_path, **kwargs):
     source = ShapesSource(str(cache_dir), num_train=24, num_val=8, num_test=8)
-    return CaptionDataModule(source, image_size=64, batch_size=8, eval_batch_size=8,
-                             feature_cache_dir=str(tmp_path / "features"), **kwargs)
+    return CaptionDataModule(
+        source,
+        image_size=64,
+        batch_size=8,
+        eval_batch_size=8,
+        feature_cache_dir=str(tmp_path / "features"),
+        **kwargs,
+    )
 
 
 def _encoder(**kwargs):
@@ -25,12 +33,16 @@ def test_miss_then_hit_then_invalidation(cache_dir, tmp_path):
     encoder = _encoder()
     datamodule = _datamodule(cache_dir, tmp_path)
     datamodule.set_preprocessing(encoder.preprocessing)
-    assert datamodule.setup_feature_cache(encoder)
+    assert use_cached_features(datamodule, encoder)
     (key,) = _folders(tmp_path)
     meta = tmp_path / "features" / key / "meta.json"
     stamp = meta.stat().st_mtime_ns
     features = datamodule.features["val"]
-    assert features.pooled.shape == (8, encoder.feature_dim) and features.grid.shape == (8, 4, encoder.feature_dim)
+    assert features.pooled.shape == (8, encoder.feature_dim) and features.grid.shape == (
+        8,
+        4,
+        encoder.feature_dim,
+    )
     assert features.pooled.dtype.name == "float16"
 
     # the cached features equal a fresh forward pass (to fp16 precision)
@@ -39,24 +51,26 @@ def test_miss_then_hit_then_invalidation(cache_dir, tmp_path):
     images = next(iter(plain.eval_dataloader("val")))["image"]
     with torch.no_grad():
         expected = encoder.eval()(images).pooled
-    torch.testing.assert_close(torch.from_numpy(features.pooled[:8].astype("float32")), expected, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(
+        torch.from_numpy(features.pooled[:8].astype("float32")), expected, atol=2e-2, rtol=1e-2
+    )
 
     again = _datamodule(cache_dir, tmp_path)
     again.set_preprocessing(encoder.preprocessing)
-    assert again.setup_feature_cache(encoder)
+    assert use_cached_features(again, encoder)
     assert meta.stat().st_mtime_ns == stamp and _folders(tmp_path) == [key]
 
     other_weights = _encoder()
     with torch.no_grad():
         next(other_weights.parameters()).add_(1.0)
-    again.setup_feature_cache(other_weights)
+    use_cached_features(again, other_weights)
     assert len(_folders(tmp_path)) == 2
 
     bigger = _encoder()
     bigger.preprocessing = {**bigger.preprocessing, "input_size": [3, 72, 72]}
     resized = _datamodule(cache_dir, tmp_path)
     resized.set_preprocessing(bigger.preprocessing)
-    resized.setup_feature_cache(bigger)
+    use_cached_features(resized, bigger)
     assert len(_folders(tmp_path)) == 3
 
 
@@ -64,11 +78,11 @@ def test_unfinished_extraction_is_redone(cache_dir, tmp_path):
     encoder = _encoder()
     datamodule = _datamodule(cache_dir, tmp_path)
     datamodule.set_preprocessing(encoder.preprocessing)
-    datamodule.setup_feature_cache(encoder)
+    use_cached_features(datamodule, encoder)
     (key,) = _folders(tmp_path)
     (tmp_path / "features" / key / "meta.json").unlink()
     (tmp_path / "features" / key / "train.grid.npy").write_bytes(b"half")
-    datamodule.setup_feature_cache(encoder)
+    use_cached_features(datamodule, encoder)
     assert (tmp_path / "features" / key / "meta.json").is_file()
     assert datamodule.features["train"].grid.shape[0] == 24
 
@@ -77,7 +91,7 @@ def test_trainable_encoder_uses_images(cache_dir, tmp_path):
     encoder = TimmEncoder("resnet10t", input_size=64, crop=False)
     datamodule = _datamodule(cache_dir, tmp_path)
     datamodule.set_preprocessing(encoder.preprocessing)
-    assert not datamodule.setup_feature_cache(encoder)
+    assert not use_cached_features(datamodule, encoder)
     datamodule.prepare()
     batch = next(iter(datamodule.train_dataloader()))
     assert "image" in batch and "pooled" not in batch
@@ -87,7 +101,7 @@ def test_training_batches_come_from_the_cache(cache_dir, tmp_path):
     encoder = _encoder()
     datamodule = _datamodule(cache_dir, tmp_path)
     datamodule.set_preprocessing(encoder.preprocessing)
-    datamodule.setup_feature_cache(encoder)
+    use_cached_features(datamodule, encoder)
     batch = next(iter(datamodule.train_dataloader()))
     assert "image" not in batch and batch["pooled"].shape == (8, encoder.feature_dim)
     assert batch["tokens"].shape[:2] == (8, 5)

@@ -1,4 +1,5 @@
 """The scorer equals direct pycocoevalcap calls; tokenizers agree."""
+
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -34,7 +35,7 @@ REFERENCES = {
     42: [
         "The man's bike isn't red; it's a 10-speed, isn't it?",
         "A man (in blue) rides his bike -- fast!",
-        "Man on a \"racing\" bike, 3.5 miles from home...",
+        'Man on a "racing" bike, 3.5 miles from home...',
     ],
 }
 PREDICTIONS = {
@@ -84,14 +85,18 @@ def test_per_image_scores_cover_every_image():
 
 @needs_java
 def test_python_tokenizer_matches_ptb_on_ordinary_captions():
-    captions = [c for refs in REFERENCES.values() for c in refs] + list(PREDICTIONS.values()) + [
-        "Two men, one in a red shirt, are playing soccer.",
-        "A woman's hat is blowing off in the wind!",
-        "Children don't like the rain; they're inside.",
-        "A 3-year-old boy plays with a toy truck at 5:30 p.m.",
-        "An    old   man sits on a bench",
-        "",
-    ]
+    captions = (
+        [c for refs in REFERENCES.values() for c in refs]
+        + list(PREDICTIONS.values())
+        + [
+            "Two men, one in a red shirt, are playing soccer.",
+            "A woman's hat is blowing off in the wind!",
+            "Children don't like the rain; they're inside.",
+            "A 3-year-old boy plays with a toy truck at 5:30 p.m.",
+            "An    old   man sits on a bench",
+            "",
+        ]
+    )
     assert tokenizer.python_tokenize(captions) == tokenizer.ptb_tokenize(captions)
 
 

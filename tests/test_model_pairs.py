@@ -1,9 +1,10 @@
 """Every encoder preset x decoder composes into a captioner that trains and generates."""
+
 import pytest
 import torch
-
-from captionlab.training.module import CaptionModule
 from conftest import ROOT, compose
+
+from captionlab.systems.captioner import CaptionerSystem
 
 ENCODERS = sorted(p.stem for p in (ROOT / "conf" / "encoder").glob("*.yaml"))
 DECODERS = sorted(p.stem for p in (ROOT / "conf" / "decoder").glob("*.yaml"))
@@ -15,13 +16,24 @@ TINY_DECODERS = {
 }
 
 
-def _module(encoder: str, decoder: str, *extra: str) -> CaptionModule:
-    cfg = compose([f"encoder={encoder}", f"decoder={decoder}", "encoder.pretrained=false", "data.source.image_size=64",
-                   "paths.output_dir=/tmp/unused", *TINY_DECODERS[decoder], *extra])
-    config = {k: __import__("omegaconf").OmegaConf.to_container(cfg[k], resolve=True)
-              for k in ("encoder", "decoder", "search", "loss", "optim", "metrics")}
+def _module(encoder: str, decoder: str, *extra: str) -> CaptionerSystem:
+    cfg = compose(
+        [
+            f"encoder={encoder}",
+            f"decoder={decoder}",
+            "encoder.pretrained=false",
+            "data.source.image_size=64",
+            "paths.output_dir=/tmp/unused",
+            *TINY_DECODERS[decoder],
+            *extra,
+        ]
+    )
+    config = {
+        k: __import__("omegaconf").OmegaConf.to_container(cfg[k], resolve=True)
+        for k in ("encoder", "decoder", "search", "loss", "optim", "metrics")
+    }
     torch.manual_seed(0)
-    return CaptionModule(config, VOCAB)
+    return CaptionerSystem(config, VOCAB)
 
 
 def _batch():
@@ -45,7 +57,7 @@ def test_pair_trains_and_generates(encoder, decoder):
         assert output.attentions is not None
 
 
-def _step(module: CaptionModule) -> None:
+def _step(module: CaptionerSystem) -> None:
     module.train()
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer

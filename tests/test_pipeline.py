@@ -1,21 +1,30 @@
 """End to end on the synthetic default: one tiny trained run shared by these tests."""
+
 import json
 
 import pytest
 import torch
-
 from conftest import compose
 
-from captionlab.checkpoint import load_module
-from captionlab.data.transforms import build_transform
 from captionlab.data.datamodule import load_image
+from captionlab.data.transforms import build_transform
 from captionlab.registry import build
+from captionlab.systems.loading import load_system
 
 
 def test_run_folder_has_every_artifact(tiny_run):
     run, _, summary = tiny_run
-    for name in ("metrics.json", "history.jsonl", "provenance.json", "vocab.json", "search.json",
-                 "predictions_val.json", "predictions_test.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "metrics.json",
+        "history.jsonl",
+        "provenance.json",
+        "vocab.json",
+        "search.json",
+        "predictions_val.json",
+        "predictions_test.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     for split in ("val", "test"):
@@ -44,7 +53,7 @@ def test_loss_goes_down(tiny_run):
 
 def test_best_checkpoint_reproduces_the_test_predictions(tiny_run):
     run, cfg, _ = tiny_run
-    module = load_module(run / "checkpoints" / "best.ckpt")
+    module = load_system(run / "checkpoints" / "best.ckpt")
     transform = build_transform(module.preprocessing)
     expected = json.loads((run / "predictions_test.json").read_text())
     datamodule = build(cfg.data, "data", preprocessing=module.preprocessing, vocab=module.vocab)
@@ -56,7 +65,7 @@ def test_best_checkpoint_reproduces_the_test_predictions(tiny_run):
 
 def test_every_search_config_decodes_the_trained_model(tiny_run):
     run, cfg, _ = tiny_run
-    module = load_module(run / "checkpoints" / "best.ckpt")
+    module = load_system(run / "checkpoints" / "best.ckpt")
     transform = build_transform(module.preprocessing)
     datamodule = build(cfg.data, "data", preprocessing=module.preprocessing, vocab=module.vocab)
     images = torch.stack([transform(load_image(r.image_path)) for r in datamodule.split("val")[:8]])
@@ -65,14 +74,25 @@ def test_every_search_config_decodes_the_trained_model(tiny_run):
     def search(*overrides):
         return build(compose(list(overrides)).search, "search")
 
-    one_beam = module.captioner.generate({"image": images}, search("search=beam", "search.num_beams=1",
-                                                                   "search.length_penalty=0"))
-    assert [module.vocab.decode(s) for s in one_beam.best()] == [module.vocab.decode(s) for s in greedy.best()]
-    beams = module.captioner.generate({"image": images}, search("search=beam", "search.num_beams=3",
-                                                                "search.num_return_sequences=3"))
-    assert beams.sequences.shape[:2] == (8, 3) and (beams.normalized_scores[:, 0] >= beams.normalized_scores[:, 2]).all()
-    samples = [module.captioner.generate({"image": images}, search("search=sample", "search.seed=5", "search.top_p=0.9"))
-               for _ in range(2)]
+    one_beam = module.captioner.generate(
+        {"image": images}, search("search=beam", "search.num_beams=1", "search.length_penalty=0")
+    )
+    assert [module.vocab.decode(s) for s in one_beam.best()] == [
+        module.vocab.decode(s) for s in greedy.best()
+    ]
+    beams = module.captioner.generate(
+        {"image": images}, search("search=beam", "search.num_beams=3", "search.num_return_sequences=3")
+    )
+    assert (
+        beams.sequences.shape[:2] == (8, 3)
+        and (beams.normalized_scores[:, 0] >= beams.normalized_scores[:, 2]).all()
+    )
+    samples = [
+        module.captioner.generate(
+            {"image": images}, search("search=sample", "search.seed=5", "search.top_p=0.9")
+        )
+        for _ in range(2)
+    ]
     assert torch.equal(samples[0].sequences, samples[1].sequences)
 
 
@@ -94,7 +114,7 @@ def test_foreign_target_in_a_checkpoint_is_refused(tiny_run, tmp_path):
     bad = tmp_path / "bad.ckpt"
     torch.save(checkpoint, bad)
     with pytest.raises(UserError, match="os.system"):
-        load_module(bad)
+        load_system(bad)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -103,6 +123,6 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "corrupt.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read checkpoint"):
-        load_module(bad)
+        load_system(bad)
     with pytest.raises(UserError, match="not found"):
-        load_module(tmp_path / "missing.ckpt")
+        load_system(tmp_path / "missing.ckpt")

@@ -1,5 +1,6 @@
 """Exact resume and the training options: a run stopped after epoch 1 and resumed ends exactly like
 an uninterrupted one."""
+
 import json
 
 import pytest
@@ -8,27 +9,51 @@ from conftest import compose
 
 from captionlab.training.schedules import inverse_sqrt, warmup_cosine
 
-RESUME = ["data.source.num_train=96", "data.source.num_val=16", "data.source.num_test=16", "data.batch_size=16",
-          "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-          "metrics.meteor_final=false", "logger=none", "callbacks.sample_captions.num_images=0",
-          "decoder.hidden_dim=32", "decoder.embed_dim=16", "decoder.dropout=0.3", "optim.optimizer.lr=5e-3"]
+RESUME = [
+    "data.source.num_train=96",
+    "data.source.num_val=16",
+    "data.source.num_test=16",
+    "data.batch_size=16",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "metrics.meteor_final=false",
+    "logger=none",
+    "callbacks.sample_captions.num_images=0",
+    "decoder.hidden_dim=32",
+    "decoder.embed_dim=16",
+    "decoder.dropout=0.3",
+    "optim.optimizer.lr=5e-3",
+]
 
 
 def _train(folder, cache_dir, *overrides):
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
-    return run_training(compose([*RESUME, f"paths.output_dir={folder}", f"paths.cache_dir={cache_dir}", *overrides]))
+    return run_training(
+        compose([*RESUME, f"paths.output_dir={folder}", f"paths.cache_dir={cache_dir}", *overrides])
+    )
 
 
 def _numbers(summary):
-    return {f"{split}/{k}": v for split in ("val", "test") for k, v in summary[split].items() if isinstance(v, float)}
+    return {
+        f"{split}/{k}": v
+        for split in ("val", "test")
+        for k, v in summary[split].items()
+        if isinstance(v, float)
+    }
 
 
-@pytest.mark.parametrize("options", [[], ["callbacks=weight_average", "callbacks.weight_average.decay=0.8"]],
-                         ids=["plain", "weight_average"])
+@pytest.mark.parametrize(
+    "options",
+    [[], ["callbacks=weight_average", "callbacks.weight_average.decay=0.8"]],
+    ids=["plain", "weight_average"],
+)
 def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir, options, monkeypatch):
     whole = _train(tmp_path / "whole", cache_dir, *options)
-    _train(tmp_path / "stopped", cache_dir, "trainer.max_steps=6", "test=false", *options)  # stops after epoch 1 of 2
+    _train(
+        tmp_path / "stopped", cache_dir, "trainer.max_steps=6", "test=false", *options
+    )  # stops after epoch 1 of 2
     loads, load = [], torch.load
 
     def recording_load(*args, **kwargs):  # every read of the resumed checkpoint is weights-only
@@ -39,13 +64,19 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_di
     stopped = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in stopped] == [0]
     # as train.py does by itself (hydra.run.dir), the resumed run continues in the stopped run's folder
-    resumed = _train(tmp_path / "stopped", cache_dir, f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}",
-                     *options)
+    resumed = _train(
+        tmp_path / "stopped",
+        cache_dir,
+        f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}",
+        *options,
+    )
     monkeypatch.undo()
     assert loads and all(flag is True for flag in loads), loads
     history = [json.loads(line) for line in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
     again = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in again] == [0, 1] and again[-1]["train/loss"] == pytest.approx(history[-1]["train/loss"], abs=1e-6)
+    assert [row["epoch"] for row in again] == [0, 1] and again[-1]["train/loss"] == pytest.approx(
+        history[-1]["train/loss"], abs=1e-6
+    )
     assert _numbers(resumed) == pytest.approx(_numbers(whole), abs=1e-9)
     assert resumed["best_epoch"] == whole["best_epoch"]
     # the best checkpoint holds the weights that were validated (the average, with weight_average)
@@ -92,33 +123,51 @@ def test_schedules_warm_up_then_decay():
         return seen
 
     cosine = rates(lambda o: warmup_cosine(o, warmup_steps=10, total_steps=100, min_lr_ratio=0.1), 100)
-    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0) and cosine[-1] == pytest.approx(0.1, abs=1e-3)
+    assert (
+        cosine[0] == pytest.approx(0.1)
+        and cosine[9] == pytest.approx(1.0)
+        and cosine[-1] == pytest.approx(0.1, abs=1e-3)
+    )
     assert all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
     noam = rates(lambda o: inverse_sqrt(o, warmup_steps=10), 40)
-    assert noam[9] == pytest.approx(1.0) and noam[39] == pytest.approx(0.5) and max(noam) == pytest.approx(1.0)
+    assert (
+        noam[9] == pytest.approx(1.0) and noam[39] == pytest.approx(0.5) and max(noam) == pytest.approx(1.0)
+    )
 
 
 @pytest.mark.parametrize("optim", ["adam_warmup_cosine", "adam_inverse_sqrt", "adam_step"])
 def test_schedule_configs_train(optim, tmp_path, cache_dir):
-    summary = _train(tmp_path, cache_dir, f"optim={optim}", "trainer.max_epochs=1", "test=false",
-                     "optim.scheduler.warmup_steps=2" if optim != "adam_step" else "optim.scheduler.step_size=1")
+    summary = _train(
+        tmp_path,
+        cache_dir,
+        f"optim={optim}",
+        "trainer.max_epochs=1",
+        "test=false",
+        "optim.scheduler.warmup_steps=2" if optim != "adam_step" else "optim.scheduler.step_size=1",
+    )
     assert summary["val"]["num_images"] == 16
 
 
 def test_compiled_decoder_trains_and_saves_plain_parameter_names(tmp_path, cache_dir):
     import torch
 
-    summary = _train(tmp_path, cache_dir, "compile_decoder=true", "compile_backend=eager", "trainer.max_epochs=1",
-                     "test=false")
+    summary = _train(
+        tmp_path,
+        cache_dir,
+        "compile_decoder=true",
+        "compile_backend=eager",
+        "trainer.max_epochs=1",
+        "test=false",
+    )
     assert summary["val"]["num_images"] == 16
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any("_orig_mod" in key for key in state)
 
 
 def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
+    from conftest import ROOT
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from conftest import ROOT
 
     last = tmp_path / "runs" / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -1,18 +1,27 @@
 """Self-critical training: the CIDEr-D reward, the baselines, and a second stage from a checkpoint."""
+
 import pytest
 import torch
 from conftest import TINY_OVERRIDES, compose
 
-from captionlab.data.vocab import tokenize
 from captionlab.metrics.cider_d import CiderD
+from captionlab.text import tokenize
 from captionlab.training.scst import SelfCriticalLoss
 
 REFERENCES = {
     1: ["a dog runs on the grass", "a brown dog runs in a field", "the dog is running fast now"],
-    2: ["two men play soccer on a field", "men playing football in the park", "two people kick a ball outside"],
+    2: [
+        "two men play soccer on a field",
+        "men playing football in the park",
+        "two people kick a ball outside",
+    ],
     3: ["a child eats an ice cream", "a little girl eating ice cream", "kid with an ice cream cone"],
 }
-CANDIDATES = {1: "a dog runs in the grass", 2: "two men play ball on a field", 3: "a girl eating an ice cream"}
+CANDIDATES = {
+    1: "a dog runs in the grass",
+    2: "two men play ball on a field",
+    3: "a girl eating an ice cream",
+}
 
 
 def test_cider_d_equals_pycocoevalcap_with_the_same_document_frequencies():
@@ -44,12 +53,12 @@ def test_invalid_settings_are_rejected():
 
 @pytest.fixture(scope="module")
 def scst_module(tiny_run):
-    from captionlab.checkpoint import load_module
     from captionlab.registry import build
+    from captionlab.systems.loading import load_system
 
     run, cfg, _ = tiny_run
     loss_cfg = compose(TINY_OVERRIDES + ["loss=scst", "paths.output_dir=/tmp/x"]).loss
-    module = load_module(run / "checkpoints" / "best.ckpt")
+    module = load_system(run / "checkpoints" / "best.ckpt")
     module.loss = build(loss_cfg, "loss")
     datamodule = build(cfg.data, "data", vocab=module.vocab, preprocessing=module.preprocessing)
     datamodule.prepare()
@@ -85,13 +94,23 @@ def test_mean_baseline_is_the_other_samples_mean_and_advantages_sum_to_zero():
 def test_scst_stage_from_an_xe_checkpoint(tiny_run, cache_dir, tmp_path):
     import json
 
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
     run, _, _ = tiny_run
-    cfg = compose(TINY_OVERRIDES + ["loss=scst", f"init_from={run / 'checkpoints' / 'best.ckpt'}",
-                                    "optim.optimizer.lr=5e-5", "trainer.max_epochs=1", "test=false", "logger=none",
-                                    "callbacks.sample_captions.num_images=0", f"paths.output_dir={tmp_path}",
-                                    f"paths.cache_dir={cache_dir}"])
+    cfg = compose(
+        TINY_OVERRIDES
+        + [
+            "loss=scst",
+            f"init_from={run / 'checkpoints' / 'best.ckpt'}",
+            "optim.optimizer.lr=5e-5",
+            "trainer.max_epochs=1",
+            "test=false",
+            "logger=none",
+            "callbacks.sample_captions.num_images=0",
+            f"paths.output_dir={tmp_path}",
+            f"paths.cache_dir={cache_dir}",
+        ]
+    )
     summary = run_training(cfg)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["stage"] == "scst"
@@ -103,11 +122,11 @@ def test_scst_stage_from_an_xe_checkpoint(tiny_run, cache_dir, tmp_path):
 
 def test_a_new_stage_trains_in_train_mode_and_scoring_loads_in_eval_mode(tiny_run):
     """Dropout must be on in the SCST stage (Lightning keeps the mode a module starts fitting in)."""
-    from captionlab.checkpoint import load_module
+    from captionlab.systems.loading import load_system
 
     run, cfg, _ = tiny_run
     best = run / "checkpoints" / "best.ckpt"
-    assert not load_module(best).captioner.decoder.training
+    assert not load_system(best).captioner.decoder.training
     training = {section: dict(cfg[section]) for section in ("data", "search", "loss", "optim", "metrics")}
-    stage = load_module(best, training=training)
+    stage = load_system(best, training=training)
     assert stage.captioner.decoder.training and float(stage.cider_best) == 0.0  # its own best score

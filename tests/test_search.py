@@ -2,16 +2,17 @@
 
 Exact-equality tests use small float64 models so that floating-point near-ties cannot flip them.
 """
+
 import itertools
 
 import pytest
 import torch
 
-from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from captionlab.models.decoders import AttentionLSTMDecoder, LSTMDecoder, TransformerDecoder
 from captionlab.models.encoders import EncoderOutput
 from captionlab.search import BeamSearch, GreedySearch, SampleSearch
-from captionlab.search.base import repeated_ngram_mask
+from captionlab.search.processors import repeated_ngram_mask
+from captionlab.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 FEATURES, GRID = 16, 5
 
@@ -20,8 +21,12 @@ def _decoder(name: str, vocab: int = 13):
     torch.manual_seed(1)
     build = {
         "lstm": lambda: LSTMDecoder(vocab, FEATURES, embed_dim=8, hidden_dim=10),
-        "attention": lambda: AttentionLSTMDecoder(vocab, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
-        "transformer": lambda: TransformerDecoder(vocab, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32),
+        "attention": lambda: AttentionLSTMDecoder(
+            vocab, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6
+        ),
+        "transformer": lambda: TransformerDecoder(
+            vocab, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32
+        ),
     }[name]
     decoder = build().double().eval()
     with torch.no_grad():  # sharper distributions than a random init gives: real choices, few near-ties
@@ -31,12 +36,14 @@ def _decoder(name: str, vocab: int = 13):
 
 def _memory(batch: int = 6, seed: int = 0) -> EncoderOutput:
     torch.manual_seed(seed)
-    return EncoderOutput(torch.randn(batch, FEATURES, dtype=torch.float64),
-                         torch.randn(batch, GRID, FEATURES, dtype=torch.float64))
+    return EncoderOutput(
+        torch.randn(batch, FEATURES, dtype=torch.float64),
+        torch.randn(batch, GRID, FEATURES, dtype=torch.float64),
+    )
 
 
 def _rows(memory: EncoderOutput, index: int) -> EncoderOutput:
-    return EncoderOutput(memory.pooled[index:index + 1], memory.grid[index:index + 1])
+    return EncoderOutput(memory.pooled[index : index + 1], memory.grid[index : index + 1])
 
 
 def _trim(sequence: torch.Tensor) -> list[int]:
@@ -112,7 +119,9 @@ def test_enough_beams_find_the_exhaustive_optimum(name, length_penalty):
     for image in range(3):
         memory = _rows(_memory(batch=3, seed=image), image)
         expected = _exhaustive_best(decoder, memory, words, limit, length_penalty)
-        output = BeamSearch(num_beams=40, length_penalty=length_penalty, max_new_tokens=limit)(decoder, memory)
+        output = BeamSearch(num_beams=40, length_penalty=length_penalty, max_new_tokens=limit)(
+            decoder, memory
+        )
         assert _trim(output.best()[0]) == expected[2]
         assert float(output.scores[0, 0]) == pytest.approx(expected[1], abs=1e-9)
         assert float(output.normalized_scores[0, 0]) == pytest.approx(expected[0], abs=1e-9)
@@ -130,21 +139,27 @@ def test_stopping_early_never_changes_the_result(name, length_penalty):
     decoder, memory = _with_bias(_decoder(name), EOS_ID, 4.0), _memory(batch=8)
     settings = dict(num_beams=3, num_return_sequences=3, length_penalty=length_penalty, max_new_tokens=10)
     early, full = BeamSearch(**settings)(decoder, memory), _NeverStopsEarly(**settings)(decoder, memory)
-    assert [[_trim(s) for s in image] for image in early.sequences] == [[_trim(s) for s in image] for image in full.sequences]
+    assert [[_trim(s) for s in image] for image in early.sequences] == [
+        [_trim(s) for s in image] for image in full.sequences
+    ]
     torch.testing.assert_close(early.normalized_scores, full.normalized_scores)
 
 
 @pytest.mark.parametrize("name", DECODERS)
 def test_returned_hypotheses_are_ranked_and_scored_honestly(name):
     decoder, memory = _decoder(name), _memory(batch=3)
-    output = BeamSearch(num_beams=5, num_return_sequences=5, length_penalty=1.0, max_new_tokens=8)(decoder, memory)
+    output = BeamSearch(num_beams=5, num_return_sequences=5, length_penalty=1.0, max_new_tokens=8)(
+        decoder, memory
+    )
     assert output.sequences.shape[:2] == (3, 5)
     assert (output.normalized_scores[:, :-1] >= output.normalized_scores[:, 1:]).all()
     for i in range(3):
         texts = [tuple(_trim(s)) for s in output.sequences[i]]
         assert len(set(texts)) == 5
         for sequence, score, normalized in zip(texts, output.scores[i], output.normalized_scores[i]):
-            assert float(score) == pytest.approx(_teacher_forced_score(decoder, _rows(memory, i), list(sequence)), abs=1e-9)
+            assert float(score) == pytest.approx(
+                _teacher_forced_score(decoder, _rows(memory, i), list(sequence)), abs=1e-9
+            )
             assert float(normalized) == pytest.approx(float(score) / len(sequence), abs=1e-9)
 
 
@@ -209,11 +224,13 @@ def test_length_limits_and_unk(strategy, name):
     assert out.shape[1] == 5 and (out != EOS_ID).all() and (out != PAD_ID).all()
     unknown = _with_bias(_decoder(name), UNK_ID, 100.0)
     assert (STRATEGIES[strategy](max_new_tokens=5)(unknown, memory).best() != UNK_ID).all()
-    assert (STRATEGIES[strategy](max_new_tokens=5, suppress_unk=False)(unknown, memory).best()[:, 0] == UNK_ID).all()
+    assert (
+        STRATEGIES[strategy](max_new_tokens=5, suppress_unk=False)(unknown, memory).best()[:, 0] == UNK_ID
+    ).all()
 
 
 def _ngrams(sequence: list[int], size: int) -> list[tuple]:
-    return [tuple(sequence[i:i + size]) for i in range(len(sequence) - size + 1)]
+    return [tuple(sequence[i : i + size]) for i in range(len(sequence) - size + 1)]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -222,7 +239,9 @@ def test_no_repeat_ngrams_and_repeated_words(strategy, name):
     decoder = _with_bias(_decoder(name, vocab=7), EOS_ID, -100.0)  # long captions from 3 words must repeat
     memory = _memory(batch=4)
     for size in (1, 2, 3):
-        out = STRATEGIES[strategy](max_new_tokens=3 if size == 1 else 9, no_repeat_ngram_size=size)(decoder, memory)
+        out = STRATEGIES[strategy](max_new_tokens=3 if size == 1 else 9, no_repeat_ngram_size=size)(
+            decoder, memory
+        )
         for sequence in out.best():
             ngrams = _ngrams([t for t in _trim(sequence) if t != EOS_ID], size)
             assert len(ngrams) == len(set(ngrams)), (size, sequence)
@@ -259,7 +278,9 @@ def test_sample_scores_are_the_models_log_probabilities():
     output = SampleSearch(seed=1, temperature=1.5, max_new_tokens=8)(decoder, memory)
     for i in range(3):
         sequence = _trim(output.best()[i])
-        assert float(output.scores[i, 0]) == pytest.approx(_teacher_forced_score(decoder, _rows(memory, i), sequence), abs=1e-9)
+        assert float(output.scores[i, 0]) == pytest.approx(
+            _teacher_forced_score(decoder, _rows(memory, i), sequence), abs=1e-9
+        )
 
 
 def test_top_k_and_top_p_keep_only_the_head_of_the_distribution():
@@ -281,7 +302,15 @@ def test_invalid_beam_settings_are_rejected(bad):
 
 def test_search_settings_are_saved_with_their_names():
     config = BeamSearch(num_beams=5, length_penalty=0.5, no_repeat_ngram_size=3).config()
-    assert config == {"name": "BeamSearch", "max_new_tokens": 20, "min_new_tokens": 0, "suppress_unk": True,
-                      "no_repeat_ngram_size": 3, "block_repeated_words": False, "num_beams": 5,
-                      "length_penalty": 0.5, "num_return_sequences": 1}
+    assert config == {
+        "name": "BeamSearch",
+        "max_new_tokens": 20,
+        "min_new_tokens": 0,
+        "suppress_unk": True,
+        "no_repeat_ngram_size": 3,
+        "block_repeated_words": False,
+        "num_beams": 5,
+        "length_penalty": 0.5,
+        "num_return_sequences": 1,
+    }
     assert "_generators" not in SampleSearch(seed=1).config()

@@ -1,19 +1,30 @@
 """Loggers, sweeps and run comparison: every logger writes its files offline, a 2x2 multirun
 becomes a comparison table with plots, and an Optuna study resumes."""
+
 import glob
 import sqlite3
 
 import pytest
 from conftest import compose, run_cli
 
-SMALL = ["data.source.num_train=64", "data.source.num_val=16", "data.source.num_test=16", "data.batch_size=16",
-         "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
-         "trainer.enable_model_summary=false", "metrics.meteor_final=false", "test=false",
-         "decoder.hidden_dim=32", "decoder.embed_dim=16"]
+SMALL = [
+    "data.source.num_train=64",
+    "data.source.num_val=16",
+    "data.source.num_test=16",
+    "data.batch_size=16",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "metrics.meteor_final=false",
+    "test=false",
+    "decoder.hidden_dim=32",
+    "decoder.embed_dim=16",
+]
 
 
 def _train(tmp_path, cache_dir, *overrides):
-    from captionlab.train import run_training
+    from captionlab.pipelines.train import run_training
 
     cfg = compose([*SMALL, f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}", *overrides])
     return run_training(cfg)
@@ -78,13 +89,14 @@ def test_run_identity_comes_from_the_config():
     assert knn["name"] == "shapes-resnet10t-knn"
 
 
-@pytest.mark.parametrize("preset, target", [("launcher=joblib", "joblib"), ("launcher=slurm", "submitit"),
-                                            ("hparams_search=optuna", "optuna")])
+@pytest.mark.parametrize(
+    "preset, target",
+    [("launcher=joblib", "joblib"), ("launcher=slurm", "submitit"), ("hparams_search=optuna", "optuna")],
+)
 def test_sweep_presets_compose(preset, target):
+    from conftest import ROOT
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-
-    from conftest import ROOT
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = hydra_compose("train", overrides=[preset], return_hydra_config=True)
@@ -96,9 +108,18 @@ def test_sweep_presets_compose(preset, target):
 
 def test_multirun_then_compare_runs(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("train.py", "-m", "decoder=lstm,attention", "seed=1,2", *SMALL, "logger=none",
-                     "callbacks.sample_captions.num_images=0", f"hydra.sweep.dir={sweep}",
-                     f"paths.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=1")
+    result = run_cli(
+        "train.py",
+        "-m",
+        "decoder=lstm,attention",
+        "seed=1,2",
+        *SMALL,
+        "logger=none",
+        "callbacks.sample_captions.num_images=0",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_epochs=1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").is_file()) == ["0", "1", "2", "3"]
     broken = sweep / "4" / ".hydra"
@@ -108,7 +129,9 @@ def test_multirun_then_compare_runs(tmp_path):
     report = run_cli("scripts/compare_runs.py", str(sweep))
     assert report.returncode == 0, report.stderr[-2000:]
     table = (sweep / "comparison" / "comparison.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| lstm") or line.startswith("| attention")]
+    rows = [
+        line for line in table.splitlines() if line.startswith("| lstm") or line.startswith("| attention")
+    ]
     assert len(rows) == 2 and all("(n=2)" in row for row in rows)
     assert "| runs | run folders |" in table and all(row.split(" | ")[1] == "2" for row in rows)  # a count
     from captionlab.compare import find_runs, per_epoch_points
@@ -122,8 +145,15 @@ def test_multirun_then_compare_runs(tmp_path):
 
 def test_optuna_study_resumes(tmp_path):
     sweep = tmp_path / "study"
-    common = ["hparams_search=optuna", *SMALL, "logger=none", "callbacks.sample_captions.num_images=0",
-              "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    common = [
+        "hparams_search=optuna",
+        *SMALL,
+        "logger=none",
+        "callbacks.sample_captions.num_images=0",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
     first = run_cli("train.py", "-m", *common, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_cli("train.py", "-m", *common, "hydra.sweeper.n_trials=1")

@@ -1,4 +1,4 @@
-from captionlab.data.vocab import BOS_ID, EOS_ID, SPECIALS, UNK_ID, Vocabulary, tokenize
+from captionlab.text import BOS_ID, EOS_ID, SPECIALS, UNK_ID, Vocabulary, tokenize
 
 
 def test_tokenize_lowercases_and_strips_punctuation():

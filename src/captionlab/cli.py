@@ -1,11 +1,13 @@
 """Hydra entry points with one-line errors for what a user can fix."""
+
 from __future__ import annotations
 
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from captionlab.errors import UserError
 
@@ -39,8 +41,10 @@ def _option_hint(conf_dir: Path, dotted: str) -> str | None:
     if not options:
         return None
     choices = " or ".join(f"{group}={o}" for o in options)
-    return (f"{dotted} is a setting of {choices}, not of the {group} option chosen: choose it first, "
-            f"e.g. {group}={options[0]} {dotted}=...")
+    return (
+        f"{dotted} is a setting of {choices}, not of the {group} option chosen: choose it first, "
+        f"e.g. {group}={options[0]} {dotted}=..."
+    )
 
 
 def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
@@ -112,15 +116,19 @@ def preflight_checks(conf_dir: Path, config_name: str, preflight: str, args: lis
     _call(preflight, cfg)
 
 
-def hydra_entry(conf_dir: Path, config_name: str, task_path: str, preflight: str | None = None,
-                preflight_when: str = "ckpt_path") -> Callable[[], Any]:
+def hydra_entry(
+    conf_dir: Path,
+    config_name: str,
+    task_path: str,
+    preflight: str | None = None,
+    preflight_when: str = "ckpt_path",
+) -> Callable[[], Any]:
     """Wrap `task(cfg)` ('module:function', imported only when it runs, so that --help and --cfg
     are quick) as a Hydra main; UserError -> 'error: ...' on stderr, exit status 2.
     `preflight` ('module:function') checks the composed config first when an override of
     `preflight_when` is on the command line."""
     import hydra
     import yaml
-
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -158,8 +166,10 @@ def hydra_entry(conf_dir: Path, config_name: str, task_path: str, preflight: str
         except OSError as err:
             if started:
                 raise
-            _fail(f"cannot create the run folder {err.filename} ({err.strerror}): "
-                  "set hydra.run.dir or paths.log_dir to a writable folder")
+            _fail(
+                f"cannot create the run folder {err.filename} ({err.strerror}): "
+                "set hydra.run.dir or paths.log_dir to a writable folder"
+            )
 
     return entry
 

@@ -1,5 +1,6 @@
 """Compare runs from their folders alone (no logger service): a table of what differs and how they
 scored, seeds pooled into mean ± std, and plots. Behind `scripts/compare_runs.py`."""
+
 from __future__ import annotations
 
 import csv
@@ -43,11 +44,17 @@ def read_run(folder: Path) -> Run:
     choices = {}
     if hydra_file.is_file():
         runtime = (yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {})
-        choices = {k: str(v) for k, v in (runtime.get("choices") or {}).items() if v is not None and not k.startswith("hydra")}
+        choices = {
+            k: str(v)
+            for k, v in (runtime.get("choices") or {}).items()
+            if v is not None and not k.startswith("hydra")
+        }
     flat = {k: v for k, v in _flatten(config).items() if k.split(".")[0] not in IGNORED}
     history = []
     if (folder / "history.jsonl").is_file():
-        history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines() if line.strip()]
+        history = [
+            json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines() if line.strip()
+        ]
     metrics: dict[str, float] = {}
     if (folder / "metrics.json").is_file():
         summary = json.loads((folder / "metrics.json").read_text())
@@ -68,14 +75,16 @@ def find_runs(root: Path) -> list[Run]:
 def differing_settings(runs: list[Run]) -> list[str]:
     """Group choices and config values that differ between runs; values under a group whose option
     differs are left out (the option says it), and so is `seed` (seeds are pooled)."""
+
     def values(key: str, source: str) -> set:
         # runs whose config lacks the key (made before the option existed) do not make it differ
         return {json.dumps(getattr(r, source)[key], default=str) for r in runs if key in getattr(r, source)}
 
     groups = sorted({k for r in runs for k in r.choices if len(values(k, "choices")) > 1})
     keys = sorted({k for r in runs for k in r.config})
-    config_keys = [k for k in keys if k != "seed" and len(values(k, "config")) > 1
-                   and k.split(".")[0] not in groups]
+    config_keys = [
+        k for k in keys if k != "seed" and len(values(k, "config")) > 1 and k.split(".")[0] not in groups
+    ]
     return [f"{g}=" for g in groups] + config_keys
 
 
@@ -131,16 +140,23 @@ def write_report(root: Path, out: Path) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     with (out / "comparison.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(header[:-len(metrics) or None] + [f"{m} {part}" for m in metrics for part in ("mean", "std", "n")])
+        writer.writerow(
+            header[: -len(metrics) or None]
+            + [f"{m} {part}" for m in metrics for part in ("mean", "std", "n")]
+        )
         for group in groups:
-            cells = [_value(group.settings[s]) for s in settings] + [str(len(group.runs)),
-                                                                      ", ".join(r.folder.name for r in group.runs)]
+            cells = [_value(group.settings[s]) for s in settings] + [
+                str(len(group.runs)),
+                ", ".join(r.folder.name for r in group.runs),
+            ]
             lines.append("| " + " | ".join(cells + [_cell(group.stats(m)) for m in metrics]) + " |")
             writer.writerow(cells + [v for m in metrics for v in (group.stats(m) or ("", "", 0))])
     others = [r for r in runs if r.status != "finished"]
     if others:
         lines += ["", "Not finished (no metrics.json):", ""] + [f"- {r.folder}: {r.status}" for r in others]
-    markdown = f"Scores x100; {len(runs)} runs under {root}, sorted by val/cider.\n\n" + "\n".join(lines) + "\n"
+    markdown = (
+        f"Scores x100; {len(runs)} runs under {root}, sorted by val/cider.\n\n" + "\n".join(lines) + "\n"
+    )
     write_text(out / "comparison.md", markdown)
     _plots(runs, groups, settings, metrics, out)
     return markdown
@@ -178,8 +194,13 @@ def _plots(runs: list[Run], groups: list[Group], settings: list[str], metrics: l
     width = 0.8 / max(len(groups), 1)
     for index, group in enumerate(groups):
         stats = [group.stats(m) or (0.0, 0.0, 0) for m in metrics]
-        axis.bar([m + index * width for m in range(len(metrics))], [100 * s[0] for s in stats], width,
-                 yerr=[100 * s[1] for s in stats], label=_label(group.runs[0], settings))
+        axis.bar(
+            [m + index * width for m in range(len(metrics))],
+            [100 * s[0] for s in stats],
+            width,
+            yerr=[100 * s[1] for s in stats],
+            label=_label(group.runs[0], settings),
+        )
     axis.set_xticks([m + width * (len(groups) - 1) / 2 for m in range(len(metrics))], metrics)
     axis.set_ylabel("score x100")
     axis.legend(fontsize=7)

@@ -14,3 +14,8 @@ def require_int(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{name}={value!r}: give a whole number >= {minimum}")
     return value
+
+
+class OptionError(UserError, ValueError):
+    """A bad value of one option (e.g. search.top_p=1.5): a UserError (one line for the user) and a
+    ValueError (what Python code calling the constructor expects)."""

@@ -4,9 +4,12 @@ Configs loaded from a checkpoint are data, not code: only classes that captionla
 may be instantiated from them. The same check runs for configs composed by Hydra, so training and
 loading share one path.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -16,6 +19,21 @@ from captionlab.errors import UserError
 
 _ALLOWED: dict[str, Callable] = {}
 
+# Classes that moved keep loading from checkpoints and configs that name their old path.
+ALIASES = {
+    "captionlab.training.module.CaptionModule": "captionlab.systems.captioner.CaptionerSystem",
+    "captionlab.baselines.knn.RetrievalModule": "captionlab.systems.knn.KnnSystem",
+    "captionlab.baselines.template.TemplateModule": "captionlab.systems.template.TemplateSystem",
+}
+# captionlab's packages whose modules register components (imported by name when listing them)
+COMPONENT_PACKAGES = (
+    "captionlab.data",
+    "captionlab.models",
+    "captionlab.search",
+    "captionlab.training",
+    "captionlab.systems",
+)
+
 
 def register(obj: Callable) -> Callable:
     """Class decorator: allow `obj` as a `_target_` in configs."""
@@ -23,8 +41,30 @@ def register(obj: Callable) -> Callable:
     return obj
 
 
+def canonical_target(target: str) -> str:
+    """The current path of a `_target_` (old paths of moved classes map to the new ones)."""
+    return ALIASES.get(target, target)
+
+
+def _resolve(target: str) -> Callable | None:
+    """The registered class or function `target` names. A captionlab module that has not been
+    imported yet is imported first (its decorators then register it); nothing outside captionlab
+    is ever imported here, so a config cannot make this run code the user did not install."""
+    target = canonical_target(target)
+    if target not in _ALLOWED and target.startswith("captionlab."):
+        module = target.rsplit(".", 1)[0]
+        while module.count("."):
+            try:
+                importlib.import_module(module)
+                break
+            except ModuleNotFoundError:
+                module = module.rsplit(".", 1)[0]  # a nested qualname: Outer.Inner
+    return _ALLOWED.get(target)
+
+
 def allowed_targets() -> list[str]:
-    _import_components()
+    for package in COMPONENT_PACKAGES:
+        importlib.import_module(package)
     return sorted(_ALLOWED)
 
 
@@ -42,9 +82,8 @@ def _targets(node: Any) -> list[str]:
 
 def check_targets(cfg: Any, what: str) -> None:
     """Raise UserError if `cfg` names a `_target_` that captionlab does not register."""
-    _import_components()
     for target in _targets(cfg):
-        if target not in _ALLOWED:
+        if _resolve(target) is None:
             raise UserError(
                 f"{what}: '_target_: {target}' is not a captionlab component; "
                 f"refusing to build it (allowed: captionlab's registered classes, see "
@@ -52,16 +91,28 @@ def check_targets(cfg: Any, what: str) -> None:
             )
 
 
+def _with_current_targets(node: Any) -> Any:
+    """A plain copy of `node` with moved classes' `_target_`s replaced by their current paths."""
+    if isinstance(node, Mapping):
+        return {
+            k: canonical_target(v) if k == "_target_" else _with_current_targets(v) for k, v in node.items()
+        }
+    if isinstance(node, (list, tuple)):
+        return [_with_current_targets(item) for item in node]
+    return node
+
+
 def registered_class(target: str, what: str) -> Callable:
     """The registered class named by a `_target_` (e.g. the model's LightningModule), not instantiated."""
     check_targets({"_target_": target}, what)
-    return _ALLOWED[target]
+    return _resolve(target)
 
 
 def build(cfg: Any, what: str, **kwargs: Any) -> Any:
     """Instantiate `cfg` after checking every `_target_` in it against the registry."""
-    if not isinstance(cfg, DictConfig):
-        cfg = OmegaConf.create(cfg)
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = OmegaConf.create(_with_current_targets(cfg))
     check_targets(cfg, what)
     try:
         return instantiate(cfg, **kwargs)
@@ -73,13 +124,3 @@ def build(cfg: Any, what: str, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         raise
-
-
-def _import_components() -> None:
-    # Importing the packages runs their @register decorators.
-    import captionlab.baselines  # noqa: F401
-    import captionlab.data  # noqa: F401
-    import captionlab.models  # noqa: F401
-    import captionlab.search  # noqa: F401
-    import captionlab.training  # noqa: F401
-

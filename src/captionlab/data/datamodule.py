@@ -1,24 +1,25 @@
 """The LightningDataModule shared by every dataset: records in, batches of images and tokens out."""
+
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from captionlab.data.feature_cache import CachedFeatures, cache_key, load_or_extract, weights_digest
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
-from captionlab.data.records import SPLITS, CaptionRecord, canonical_split, records_fingerprint
+from captionlab.data.records import SPLITS, canonical_split, records_fingerprint
 from captionlab.data.transforms import build_transform
-from captionlab.data.vocab import PAD_ID, Vocabulary, tokenize
 from captionlab.errors import UserError, require_int
-from captionlab.models.encoders import TimmEncoder
 from captionlab.registry import register
+from captionlab.text import PAD_ID, Vocabulary, tokenize
+from captionlab.types import CaptionRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class ImageDataset(Dataset):
     decode becomes a marker item (`unreadable`), which `collate` sets aside and the DataModule
     skips and counts, or refuses, in the main process (`data.on_error`)."""
 
-    def __init__(self, records: list[CaptionRecord], transform: Callable, features: CachedFeatures | None = None):
+    def __init__(self, records: list[CaptionRecord], transform: Callable, features: Any = None):
         self.records, self.transform, self.features = records, transform, features
 
     def __len__(self) -> int:
@@ -41,15 +42,29 @@ class ImageDataset(Dataset):
             return {"image": self.transform(load_image(self.records[index].image_path)), "index": index}
         except UnreadableImage as err:
             record = self.records[index]
-            return {"index": index, "unreadable": {"split": record.split, "image_id": record.image_id, "row": index,
-                                                   "message": str(err)}}
+            return {
+                "index": index,
+                "unreadable": {
+                    "split": record.split,
+                    "image_id": record.image_id,
+                    "row": index,
+                    "message": str(err),
+                },
+            }
 
 
 class TrainDataset(ImageDataset):
     """Each item: one image and `captions_per_image` of its captions (drawn anew every epoch)."""
 
-    def __init__(self, records: list[CaptionRecord], vocab: Vocabulary, transform: Callable,
-                 captions_per_image: int, max_caption_len: int, features: CachedFeatures | None = None):
+    def __init__(
+        self,
+        records: list[CaptionRecord],
+        vocab: Vocabulary,
+        transform: Callable,
+        captions_per_image: int,
+        max_caption_len: int,
+        features: Any = None,
+    ):
         super().__init__(records, transform, features)
         self.captions_per_image = captions_per_image
         self.tokens = [[torch.tensor(vocab.encode(c, max_caption_len)) for c in r.captions] for r in records]
@@ -60,7 +75,11 @@ class TrainDataset(ImageDataset):
             return item
         captions = self.tokens[index]
         k = self.captions_per_image
-        chosen = random.sample(captions, k) if len(captions) >= k else captions + random.choices(captions, k=k - len(captions))
+        chosen = (
+            random.sample(captions, k)
+            if len(captions) >= k
+            else captions + random.choices(captions, k=k - len(captions))
+        )
         return {**item, "tokens": chosen}
 
 
@@ -74,7 +93,13 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     if not items:
         batch["index"] = torch.empty(0, dtype=torch.long)
         return batch
-    batch.update({key: torch.stack([it[key] for it in items]) for key in ("image", "pooled", "grid") if key in items[0]})
+    batch.update(
+        {
+            key: torch.stack([it[key] for it in items])
+            for key in ("image", "pooled", "grid")
+            if key in items[0]
+        }
+    )
     batch["index"] = torch.tensor([it["index"] for it in items])
     if "tokens" in items[0]:
         captions = [t for it in items for t in it["tokens"]]
@@ -135,15 +160,21 @@ class CaptionDataModule(pl.LightningDataModule):
         set_max_image_pixels(max_image_pixels)
         self.allow_split_overlap = allow_split_overlap
         self.vocab = vocab
-        self.vocab_coverage: float | None = None  # of the training words, when the vocabulary came with the model
+        self.vocab_coverage: float | None = (
+            None  # of the training words, when the vocabulary came with the model
+        )
         self.records: dict[str, list[CaptionRecord]] | None = None
         self.test_split = "test"  # what the test loop evaluates; evaluate.py may point it at val
         self.report: list[str] = []
-        self.unreadable: dict[str, dict[Any, str]] = {}  # split -> image id -> why, for images skipped while loading
+        self.unreadable: dict[
+            str, dict[Any, str]
+        ] = {}  # split -> image id -> why, for images skipped while loading
 
     def set_preprocessing(self, preprocessing: dict[str, Any]) -> None:
         """Use the model's image preprocessing (known only once the encoder exists)."""
-        if isinstance(preprocessing, DictConfig):  # from hydra's instantiate: plain data for cache keys and JSON
+        if isinstance(
+            preprocessing, DictConfig
+        ):  # from hydra's instantiate: plain data for cache keys and JSON
             preprocessing = OmegaConf.to_container(preprocessing, resolve=True)
         self.preprocessing = dict(preprocessing)
         self.transform = build_transform(self.preprocessing)
@@ -161,7 +192,9 @@ class CaptionDataModule(pl.LightningDataModule):
         train_captions = [c for r in records.get("train", []) for c in r.captions]
         if self.vocab is None:
             if not train_captions:
-                raise UserError(f"data={self.name}: the train split is empty; the vocabulary is built from it")
+                raise UserError(
+                    f"data={self.name}: the train split is empty; the vocabulary is built from it"
+                )
             self.vocab = Vocabulary.build(train_captions, self.min_word_count)
             origin = f"min count {self.min_word_count}, train split only"
         else:
@@ -171,8 +204,10 @@ class CaptionDataModule(pl.LightningDataModule):
         sizes = ", ".join(f"{s} {len(records.get(s, []))}" for s in SPLITS)
         self.report.append(f"data={self.name}: images {sizes}; vocabulary {len(self.vocab)} words ({origin})")
         if long:
-            self.report.append(f"data={self.name}: {long} training captions longer than "
-                               f"data.max_caption_len={self.max_caption_len} words were truncated")
+            self.report.append(
+                f"data={self.name}: {long} training captions longer than "
+                f"data.max_caption_len={self.max_caption_len} words were truncated"
+            )
 
     def _check_overlaps(self, records: dict[str, list[CaptionRecord]]) -> None:
         """Report images that are in two splits; refuse those involving test unless allowed."""
@@ -181,21 +216,32 @@ class CaptionDataModule(pl.LightningDataModule):
             shared = sorted(files[first] & files[second])
             if not shared:
                 continue
-            message = (f"data={self.name}: {len(shared)} images are in both {first} and {second} "
-                       f"(e.g. {Path(shared[0]).name})")
+            message = (
+                f"data={self.name}: {len(shared)} images are in both {first} and {second} "
+                f"(e.g. {Path(shared[0]).name})"
+            )
             if second == "test" and not self.allow_split_overlap:
-                raise UserError(f"{message}: test scores on them would not be honest; fix the split lists "
-                                "or set data.allow_split_overlap=true")
+                raise UserError(
+                    f"{message}: test scores on them would not be honest; fix the split lists "
+                    "or set data.allow_split_overlap=true"
+                )
             self.report.append(message)
 
     def take_unreadable(self, batch: dict[str, Any]) -> None:
         """The images a batch could not decode: stop (data.on_error=raise) or skip and count them."""
         for item in batch.pop("unreadable", []):
             if self.on_error != "skip":
-                raise UserError(f"{item['message']}; replace the file or set data.on_error=skip to skip such images")
+                raise UserError(
+                    f"{item['message']}; replace the file or set data.on_error=skip to skip such images"
+                )
             skipped = self.unreadable.setdefault(item["split"], {})
             if item["image_id"] not in skipped:
-                log.warning("skipped %s image %s: %s (data.on_error=skip)", item["split"], item["image_id"], item["message"])
+                log.warning(
+                    "skipped %s image %s: %s (data.on_error=skip)",
+                    item["split"],
+                    item["image_id"],
+                    item["message"],
+                )
             skipped[item["image_id"]] = item["message"]
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -204,8 +250,11 @@ class CaptionDataModule(pl.LightningDataModule):
 
     def unreadable_report(self) -> list[str]:
         """One line per split with images skipped because they did not decode."""
-        return [f"data={self.name}: skipped {len(skipped)} {split} images that could not be decoded "
-                f"(e.g. {next(iter(skipped.values()))})" for split, skipped in sorted(self.unreadable.items())]
+        return [
+            f"data={self.name}: skipped {len(skipped)} {split} images that could not be decoded "
+            f"(e.g. {next(iter(skipped.values()))})"
+            for split, skipped in sorted(self.unreadable.items())
+        ]
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -214,8 +263,10 @@ class CaptionDataModule(pl.LightningDataModule):
         self.prepare()
         split = canonical_split(name)
         if not self.records.get(split):
-            raise UserError(f"data={self.name} has no '{split}' split; choose one of "
-                            f"{', '.join(s for s in SPLITS if self.records.get(s))}")
+            raise UserError(
+                f"data={self.name} has no '{split}' split; choose one of "
+                f"{', '.join(s for s in SPLITS if self.records.get(s))}"
+            )
         return self.records[split]
 
     def references(self, split: str) -> dict[Any, list[str]]:
@@ -226,31 +277,36 @@ class CaptionDataModule(pl.LightningDataModule):
         return records_fingerprint(self.records)
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
-    def setup_feature_cache(self, encoder: TimmEncoder, device: torch.device | str = "cpu") -> bool:
-        """Train and evaluate from cached features when the encoder is frozen (cache_features=auto)."""
-        if self.cache_features in (False, "false", "never"):
-            return False
-        if not encoder.frozen:
-            if self.cache_features in (True, "true", "always"):
-                raise UserError("data.cache_features=true needs a frozen encoder: set encoder.freeze=all")
-            return False
-        if self.feature_cache_dir is None:
-            raise UserError("data.feature_cache_dir is not set: point it at a writable folder")
-        self.prepare()
-        key = cache_key(encoder.name, weights_digest(encoder.model), self.preprocessing, self.records)
-        plain_loader = lambda split: self._loader(ImageDataset(self.split(split), self.transform),  # noqa: E731
-                                                  self.eval_batch_size, shuffle=False)
-        self.features = load_or_extract(Path(self.feature_cache_dir), key, self.records, plain_loader,
-                                        encoder, torch.device(device), self.take_unreadable)
-        self.report.append(f"data={self.name}: training from cached {encoder.name} features ({key})")
-        return True
+    def image_loader(self, split: str) -> DataLoader:
+        """The split's images in order (no captions): what feature extraction reads."""
+        return self._loader(
+            ImageDataset(self.split(split), self.transform), self.eval_batch_size, shuffle=False
+        )
+
+    def use_features(self, features: dict[str, Any], description: str) -> None:
+        """Serve these precomputed features (split -> rows that raise UnreadableImage for images
+        that did not decode) instead of the images."""
+        self.features = dict(features)
+        self.report.append(f"data={self.name}: training from {description}")
 
     def train_dataloader(self) -> DataLoader:
-        dataset = TrainDataset(self.split("train"), self.vocab, self.transform, self.captions_per_image,
-                               self.max_caption_len, self.features.get("train"))
+        dataset = TrainDataset(
+            self.split("train"),
+            self.vocab,
+            self.transform,
+            self.captions_per_image,
+            self.max_caption_len,
+            self.features.get("train"),
+        )
         return self._loader(dataset, self.batch_size, shuffle=True)
 
     def eval_dataloader(self, split: str) -> DataLoader:

@@ -5,6 +5,7 @@ and `Flickr_8k.{train,dev,test}Images.txt`. Kaggle: `Images/` and `captions.txt`
 header `image,caption`), split by the official lists when they are present in `data.root`,
 otherwise by a seeded 6000/1000/1000-proportioned split (reported).
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,14 +14,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from captionlab.data.problems import Problems, readable_image, require_root
-from captionlab.data.records import SPLITS, CaptionRecord
+from captionlab.data.records import SPLITS
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.types import CaptionRecord
 from captionlab.utils.io import read_text
 
 TOKEN_FILE = "Flickr8k.token.txt"
 KAGGLE_FILE = "captions.txt"
-SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "val": "Flickr_8k.devImages.txt", "test": "Flickr_8k.testImages.txt"}
+SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "val": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 IMAGE_DIRS = ("Flicker8k_Dataset", "Images", "images")
 LOOKS_FOR = f"{TOKEN_FILE} with {', '.join(SPLIT_FILES.values())}, or Kaggle's {KAGGLE_FILE}, and an image folder ({' or '.join(IMAGE_DIRS)})"
 # Flickr8k.token.txt names `2258277193_586949ec62.jpg.1`, which is no image of the dataset.
@@ -29,8 +35,9 @@ KNOWN_BAD_NAMES = {"2258277193_586949ec62.jpg.1"}
 
 @register
 class Flickr8kSource:
-    def __init__(self, root: str | None, image_dir: str | None = None, on_error: str = "raise",
-                 split_seed: int = 0):
+    def __init__(
+        self, root: str | None, image_dir: str | None = None, on_error: str = "raise", split_seed: int = 0
+    ):
         self.root = require_root(root, "flickr8k", LOOKS_FOR)
         self.image_dir = self._find_image_dir(image_dir)
         self.on_error, self.split_seed = on_error, split_seed
@@ -45,7 +52,9 @@ class Flickr8kSource:
         for name in IMAGE_DIRS:
             if (self.root / name).is_dir():
                 return self.root / name
-        raise UserError(f"no image folder in {self.root}: looked for {' or '.join(IMAGE_DIRS)} (or set data.image_dir)")
+        raise UserError(
+            f"no image folder in {self.root}: looked for {' or '.join(IMAGE_DIRS)} (or set data.image_dir)"
+        )
 
     def load(self) -> dict[str, list[CaptionRecord]]:
         if (self.root / TOKEN_FILE).is_file():
@@ -53,23 +62,33 @@ class Flickr8kSource:
         elif (self.root / KAGGLE_FILE).is_file():
             captions = self._read_kaggle_file(self.root / KAGGLE_FILE)
         else:
-            raise UserError(f"data.root={self.root} holds neither {TOKEN_FILE} (official layout) nor "
-                            f"{KAGGLE_FILE} (Kaggle layout); it should hold {LOOKS_FOR}")
+            raise UserError(
+                f"data.root={self.root} holds neither {TOKEN_FILE} (official layout) nor "
+                f"{KAGGLE_FILE} (Kaggle layout); it should hold {LOOKS_FOR}"
+            )
         splits = self._split_lists(captions)
         records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for split, names in splits.items():
             for name, where in names:
                 if name not in captions:
-                    self.problems.report("image without captions", where, f"{name} has no caption in the caption file",
-                                         "fix the split list or the caption file")
+                    self.problems.report(
+                        "image without captions",
+                        where,
+                        f"{name} has no caption in the caption file",
+                        "fix the split list or the caption file",
+                    )
                     continue
                 if readable_image(self.image_dir / name, self.problems, where):
-                    records[split].append(CaptionRecord(self.image_dir / name, name, split, tuple(captions[name])))
+                    records[split].append(
+                        CaptionRecord(self.image_dir / name, name, split, tuple(captions[name]))
+                    )
         listed = {name for names in splits.values() for name, _ in names}
         unlisted = sorted(set(captions) - listed)
         if unlisted:
-            self.problems.note(f"{len(unlisted)} captioned images are in no split list and are not used "
-                               f"(e.g. {unlisted[0]}; Flickr8k has 91 such images)")
+            self.problems.note(
+                f"{len(unlisted)} captioned images are in no split list and are not used "
+                f"(e.g. {unlisted[0]}; Flickr8k has 91 such images)"
+            )
         return records
 
     def _read_token_file(self, path: Path) -> dict[str, list[str]]:
@@ -82,8 +101,12 @@ class Flickr8kSource:
             key, tab, caption = line.partition("\t")
             name, hash_mark, index = key.partition("#")
             if not tab or not hash_mark or not index.isdigit():
-                self.problems.report("malformed line", where, f"cannot parse {line[:60]!r}",
-                                     "expected '<image>.jpg#<n><TAB><caption>'")
+                self.problems.report(
+                    "malformed line",
+                    where,
+                    f"cannot parse {line[:60]!r}",
+                    "expected '<image>.jpg#<n><TAB><caption>'",
+                )
                 continue
             if name in KNOWN_BAD_NAMES:
                 quirk += 1
@@ -93,8 +116,10 @@ class Flickr8kSource:
                 continue
             captions[name].append(caption.strip())
         if quirk:
-            self.problems.note(f"skipped {quirk} lines of {path.name} for {', '.join(sorted(KNOWN_BAD_NAMES))} "
-                               "(a known defect of the official file: no such image)")
+            self.problems.note(
+                f"skipped {quirk} lines of {path.name} for {', '.join(sorted(KNOWN_BAD_NAMES))} "
+                "(a known defect of the official file: no such image)"
+            )
         return captions
 
     def _read_kaggle_file(self, path: Path) -> dict[str, list[str]]:
@@ -107,12 +132,18 @@ class Flickr8kSource:
             for number, row in enumerate(reader, start=2):
                 where = f"{path}:{number}"
                 if len(row) < 2:
-                    self.problems.report("malformed line", where, f"cannot parse {','.join(row)[:60]!r}",
-                                         "expected '<image>,<caption>'")
+                    self.problems.report(
+                        "malformed line",
+                        where,
+                        f"cannot parse {','.join(row)[:60]!r}",
+                        "expected '<image>,<caption>'",
+                    )
                     continue
                 name, caption = row[0].strip(), ",".join(row[1:]).strip()
                 if not caption:
-                    self.problems.report("empty caption", where, f"empty caption for {name}", "remove the line")
+                    self.problems.report(
+                        "empty caption", where, f"empty caption for {name}", "remove the line"
+                    )
                     continue
                 captions[name].append(caption)
         return captions
@@ -122,14 +153,27 @@ class Flickr8kSource:
         if present:
             missing = [SPLIT_FILES[s] for s in SPLITS if s not in present]
             if missing:
-                raise UserError(f"split list(s) {', '.join(missing)} not found in {self.root}: "
-                                "Flickr8k's official lists come as a set of three")
-            return {s: [(line.strip(), f"{path}:{n}") for n, line in enumerate(read_text(path, "split list").splitlines(), 1) if line.strip()]
-                    for s, path in present.items()}
+                raise UserError(
+                    f"split list(s) {', '.join(missing)} not found in {self.root}: "
+                    "Flickr8k's official lists come as a set of three"
+                )
+            return {
+                s: [
+                    (line.strip(), f"{path}:{n}")
+                    for n, line in enumerate(read_text(path, "split list").splitlines(), 1)
+                    if line.strip()
+                ]
+                for s, path in present.items()
+            }
         names = sorted(captions)
         random.Random(self.split_seed).shuffle(names)
         n_val = n_test = round(len(names) / 8)
-        self.problems.note(f"no official split lists in {self.root}: seeded split (data.source.split_seed="
-                           f"{self.split_seed}) of {len(names) - n_val - n_test}/{n_val}/{n_test} images")
-        return {"val": [(n, n) for n in names[:n_val]], "test": [(n, n) for n in names[n_val:n_val + n_test]],
-                "train": [(n, n) for n in names[n_val + n_test:]]}
+        self.problems.note(
+            f"no official split lists in {self.root}: seeded split (data.source.split_seed="
+            f"{self.split_seed}) of {len(names) - n_val - n_test}/{n_val}/{n_test} images"
+        )
+        return {
+            "val": [(n, n) for n in names[:n_val]],
+            "test": [(n, n) for n in names[n_val : n_val + n_test]],
+            "train": [(n, n) for n in names[n_val + n_test :]],
+        }

@@ -4,6 +4,7 @@ One row per caption; an image may have several. Without a split column (or with 
 images are split by `split_ratios` with a seed. Image ids are the file names relative to the
 image folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,23 +13,35 @@ import random
 from collections import defaultdict
 
 from captionlab.data.problems import Problems, readable_image, require_file, require_root
-from captionlab.data.records import SPLITS, CaptionRecord, canonical_split
+from captionlab.data.records import SPLITS, canonical_split
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.types import CaptionRecord
 from captionlab.utils.io import read_text
 
 
 @register
 class FolderSource:
-    def __init__(self, root: str | None, annotations: str = "captions.csv", image_dir: str = "images",
-                 split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), split_seed: int = 0,
-                 on_error: str = "raise"):
+    def __init__(
+        self,
+        root: str | None,
+        annotations: str = "captions.csv",
+        image_dir: str = "images",
+        split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        on_error: str = "raise",
+    ):
         self.root = require_root(root, "folder", f"{annotations} and the image folder {image_dir}/")
-        self.annotations = require_file(self.root / annotations, "caption file",
-                                        "set data.annotations to a .csv (image,caption[,split]) or .jsonl file under data.root")
+        self.annotations = require_file(
+            self.root / annotations,
+            "caption file",
+            "set data.annotations to a .csv (image,caption[,split]) or .jsonl file under data.root",
+        )
         self.image_dir = self.root / image_dir
         if len(split_ratios) != 3 or abs(sum(split_ratios) - 1) > 1e-6 or min(split_ratios) < 0:
-            raise UserError(f"data.split_ratios={list(split_ratios)}: give three non-negative fractions that sum to 1")
+            raise UserError(
+                f"data.split_ratios={list(split_ratios)}: give three non-negative fractions that sum to 1"
+            )
         self.split_ratios, self.split_seed = tuple(split_ratios), split_seed
         self.problems = Problems(on_error, "folder")
 
@@ -43,19 +56,34 @@ class FolderSource:
                     row = json.loads(line)
                     yield where, str(row["image"]), str(row.get("caption", "")), row.get("split")
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    self.problems.report("malformed line", where, f"cannot parse {line[:60]!r}",
-                                         'expected {"image": ..., "caption": ..., "split": ...}')
+                    self.problems.report(
+                        "malformed line",
+                        where,
+                        f"cannot parse {line[:60]!r}",
+                        'expected {"image": ..., "caption": ..., "split": ...}',
+                    )
             return
         with self.annotations.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-                raise UserError(f"{self.annotations}: expected a CSV header with image,caption[,split]; found {reader.fieldnames}")
+                raise UserError(
+                    f"{self.annotations}: expected a CSV header with image,caption[,split]; found {reader.fieldnames}"
+                )
             for number, row in enumerate(reader, 2):
                 if row.get("image") is None or row.get("caption") is None:
-                    self.problems.report("malformed line", f"{self.annotations}:{number}", "missing image or caption",
-                                         "expected image,caption[,split]")
+                    self.problems.report(
+                        "malformed line",
+                        f"{self.annotations}:{number}",
+                        "missing image or caption",
+                        "expected image,caption[,split]",
+                    )
                     continue
-                yield f"{self.annotations}:{number}", row["image"].strip(), row["caption"], (row.get("split") or "").strip() or None
+                yield (
+                    f"{self.annotations}:{number}",
+                    row["image"].strip(),
+                    row["caption"],
+                    (row.get("split") or "").strip() or None,
+                )
 
     def load(self) -> dict[str, list[CaptionRecord]]:
         captions: dict[str, list[str]] = defaultdict(list)
@@ -78,8 +106,12 @@ class FolderSource:
                     self.problems.report("unknown split", where, f"split {split!r}", "use train, val or test")
                     continue
                 if splits.setdefault(image, split) != split:
-                    self.problems.report("conflicting split", where, f"{image} is in {splits[image]} and {split}",
-                                         "give each image one split")
+                    self.problems.report(
+                        "conflicting split",
+                        where,
+                        f"{image} is in {splits[image]} and {split}",
+                        "give each image one split",
+                    )
                     continue
             captions[image].append(caption.strip())
         unsplit = sorted(i for i in captions if i not in splits)
@@ -89,9 +121,13 @@ class FolderSource:
             n_val = round(len(unsplit) * self.split_ratios[1])
             for k, image in enumerate(unsplit):
                 splits[image] = "train" if k < n_train else "val" if k < n_train + n_val else "test"
-            self.problems.note(f"{len(unsplit)} images without a split were split {list(self.split_ratios)} "
-                               f"(seed {self.split_seed})")
+            self.problems.note(
+                f"{len(unsplit)} images without a split were split {list(self.split_ratios)} "
+                f"(seed {self.split_seed})"
+            )
         records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for image in sorted(captions):
-            records[splits[image]].append(CaptionRecord(self.image_dir / image, image, splits[image], tuple(captions[image])))
+            records[splits[image]].append(
+                CaptionRecord(self.image_dir / image, image, splits[image], tuple(captions[image]))
+            )
         return records

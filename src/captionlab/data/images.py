@@ -9,6 +9,7 @@ Images over `max_image_pixels` (PIL's decompression-bomb guard, 89,478,485 pixel
 are unreadable too: PIL would warn below twice the limit and fail above it; here both are refused
 the same way, with the option that lifts the limit named.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,7 +29,9 @@ class UnreadableImage(Exception):
 def set_max_image_pixels(limit: int | None) -> None:
     """PIL's limit for this process (and the DataLoader workers it forks); None: no limit."""
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise UserError(f"data.max_image_pixels={limit!r}: give a positive number of pixels (or null for no limit)")
+        raise UserError(
+            f"data.max_image_pixels={limit!r}: give a positive number of pixels (or null for no limit)"
+        )
     Image.MAX_IMAGE_PIXELS = limit
 
 
@@ -44,8 +47,10 @@ def _open(path: Path, decode: bool) -> Image.Image | None:
     except FileNotFoundError:
         raise UnreadableImage(f"image file {path} not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UnreadableImage(f"image {path} has more pixels than data.max_image_pixels="
-                              f"{Image.MAX_IMAGE_PIXELS} (raise it if you trust the file)") from None
+        raise UnreadableImage(
+            f"image {path} has more pixels than data.max_image_pixels="
+            f"{Image.MAX_IMAGE_PIXELS} (raise it if you trust the file)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as err:  # PIL's decoders raise all three
         raise UnreadableImage(f"cannot decode image {path} ({err})") from None
 

@@ -4,6 +4,7 @@
 `data.on_error=skip` counts every skipped item and reports them together at the end of set-up,
 so nothing is lost silently.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -53,7 +54,11 @@ def readable_image(path: Path, problems: Problems, where: str) -> bool:
         check_image(path)
     except UnreadableImage as err:
         kind = "missing image" if not Path(path).is_file() else "unreadable image"
-        fix = "check data.root / data.image_dir or remove the entry" if kind == "missing image" else "replace the file"
+        fix = (
+            "check data.root / data.image_dir or remove the entry"
+            if kind == "missing image"
+            else "replace the file"
+        )
         problems.report(kind, where, str(err), fix)
         return False
     return True

@@ -1,12 +1,12 @@
-"""The one record type every dataset adapter produces, and split naming."""
+"""Split naming, and a fingerprint of the records (the record type is in captionlab.types)."""
+
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from captionlab.errors import UserError
+from captionlab.types import CaptionRecord
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"dev": "val", "valid": "val", "validation": "val", "restval": "train"}
@@ -18,22 +18,6 @@ def canonical_split(name: str) -> str:
     if split not in SPLITS:
         raise UserError(f"unknown split '{name}': use one of train, val, test (or dev for val)")
     return split
-
-
-@dataclass(frozen=True)
-class CaptionRecord:
-    """One image and its raw reference captions.
-
-    `image_id` is COCO's integer id for COCO data and the file name relative to the image folder
-    otherwise; predictions and references are keyed by it. `attributes`: (name, value) labels a
-    dataset knows about the image (the shapes generator's objects), for `model=template`.
-    """
-
-    image_path: Path
-    image_id: int | str
-    split: str
-    captions: tuple[str, ...] = field(default_factory=tuple)
-    attributes: tuple[tuple[str, str], ...] = ()
 
 
 def records_fingerprint(records: dict[str, list[CaptionRecord]]) -> str:

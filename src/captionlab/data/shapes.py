@@ -6,6 +6,7 @@ colour, shape, size, count and the spatial relation between two objects, drawn w
 weights so that, as with human references, one way of saying things is common and the others rare.
 The captions cannot be written without looking: every attribute varies independently.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from captionlab.data.records import SPLITS, CaptionRecord
+from captionlab.data.records import SPLITS
 from captionlab.errors import UserError
 from captionlab.registry import register
+from captionlab.types import CaptionRecord
 
 GENERATOR_VERSION = 1
 
@@ -50,7 +52,11 @@ RELATION_WORDS = {
     "below": ["below", "under", "beneath"],
 }
 INVERSE = {"left": "right", "right": "left", "above": "below", "below": "above"}
-COUNT_WORDS = {1: ["one", "a single", "only one"], 2: ["two", "a pair of", "2"], 3: ["three", "3", "a group of three"]}
+COUNT_WORDS = {
+    1: ["one", "a single", "only one"],
+    2: ["two", "a pair of", "2"],
+    3: ["three", "3", "a group of three"],
+}
 PHRASING_WEIGHTS = (6, 1, 1)
 
 
@@ -190,7 +196,9 @@ def _polygon(obj: ShapeObject) -> list[tuple[float, float]]:
         s = r * 0.85
         return [(x - s, y - s), (x + s, y - s), (x + s, y + s), (x - s, y + s)]
     if obj.shape == "triangle":
-        return [(x + r * math.cos(a), y + r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+        return [
+            (x + r * math.cos(a), y + r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
+        ]
     if obj.shape == "diamond":
         return [(x, y - r), (x + r * 0.7, y), (x, y + r), (x - r * 0.7, y)]
     if obj.shape == "star":
@@ -221,7 +229,12 @@ def object_attributes(objects: list[dict]) -> tuple[tuple[str, str], ...]:
     """The labels `model=template` learns: how many objects, and the first (described) one's
     shape, colour and size."""
     first = objects[0]
-    return (("count", str(len(objects))), ("shape", first["shape"]), ("colour", first["colour"]), ("size", first["size"]))
+    return (
+        ("count", str(len(objects))),
+        ("shape", first["shape"]),
+        ("colour", first["colour"]),
+        ("size", first["size"]),
+    )
 
 
 @register
@@ -247,7 +260,9 @@ class ShapesSource:
             raise UserError(f"data.source.max_objects={max_objects}: use 1, 2 or 3")
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         self.image_size, self.max_objects, self.seed = image_size, max_objects, seed
-        options = dict(self.counts, image_size=image_size, max_objects=max_objects, seed=seed, v=GENERATOR_VERSION)
+        options = dict(
+            self.counts, image_size=image_size, max_objects=max_objects, seed=seed, v=GENERATOR_VERSION
+        )
         key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
         self.folder = Path(cache_dir) / f"shapes-{key}"
         self.image_dir = self.folder / "images"
@@ -259,16 +274,25 @@ class ShapesSource:
         rows = json.loads(index.read_text())
         records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for row in rows:
-            records[row["split"]].append(CaptionRecord(self.image_dir / row["file"], row["file"], row["split"],
-                                                       tuple(row["captions"]), object_attributes(row["objects"])))
+            records[row["split"]].append(
+                CaptionRecord(
+                    self.image_dir / row["file"],
+                    row["file"],
+                    row["split"],
+                    tuple(row["captions"]),
+                    object_attributes(row["objects"]),
+                )
+            )
         return records
 
     def _generate(self, index: Path) -> None:
         try:
             self.image_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise UserError(f"cannot write the shapes dataset under {self.folder} ({err.strerror}): "
-                            "set paths.cache_dir to a writable folder") from None
+            raise UserError(
+                f"cannot write the shapes dataset under {self.folder} ({err.strerror}): "
+                "set paths.cache_dir to a writable folder"
+            ) from None
         rows = []
         for split_number, split in enumerate(SPLITS):
             for i in range(self.counts[split]):
@@ -277,8 +301,14 @@ class ShapesSource:
                 objects = _place(rng, count, self.image_size)
                 name = f"{split}_{i:05d}.png"
                 draw(rng, objects, self.image_size).save(self.image_dir / name)
-                rows.append({"file": name, "split": split, "captions": write_captions(rng, objects),
-                             "objects": [o.__dict__ for o in objects]})
+                rows.append(
+                    {
+                        "file": name,
+                        "split": split,
+                        "captions": write_captions(rng, objects),
+                        "objects": [o.__dict__ for o in objects],
+                    }
+                )
         tmp = index.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows))
         tmp.replace(index)  # atomic: a half-written dataset is never mistaken for a finished one

@@ -3,9 +3,11 @@
 The resolved settings are a plain dict saved with every checkpoint, so evaluation and `caption.py`
 rebuild exactly the transform training used.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from PIL import Image

@@ -5,13 +5,14 @@ counts and a length penalty, document frequencies computed ONCE from the trainin
 Captions are tokenised like the vocabulary (lower case, punctuation stripped): fast and
 deterministic for a training reward; reported scores still come from pycocoevalcap.
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from captionlab.data.vocab import tokenize
+from captionlab.text import tokenize
 
 MAX_N, SIGMA = 4, 6.0
 
@@ -19,7 +20,7 @@ NGramVector = list[dict[tuple[str, ...], float]]
 
 
 def ngram_counts(words: Sequence[str]) -> Counter:
-    return Counter(tuple(words[i:i + n]) for n in range(1, MAX_N + 1) for i in range(len(words) - n + 1))
+    return Counter(tuple(words[i : i + n]) for n in range(1, MAX_N + 1) for i in range(len(words) - n + 1))
 
 
 class CiderD:
@@ -54,17 +55,22 @@ class CiderD:
     def score(self, candidate: str, references: list[tuple[NGramVector, list[float], int]]) -> float:
         return self.similarity(self.vector(candidate), references)
 
-    def similarity(self, candidate: tuple[NGramVector, list[float], int],
-                   references: list[tuple[NGramVector, list[float], int]]) -> float:
+    def similarity(
+        self,
+        candidate: tuple[NGramVector, list[float], int],
+        references: list[tuple[NGramVector, list[float], int]],
+    ) -> float:
         """CIDEr-D of a vectorised candidate: the mean over the references."""
         vector, norms, length = candidate
         total = 0.0
         for ref_vector, ref_norms, ref_length in references:
-            penalty = math.exp(-((length - ref_length) ** 2) / (2 * SIGMA ** 2))
+            penalty = math.exp(-((length - ref_length) ** 2) / (2 * SIGMA**2))
             for n in range(MAX_N):
                 if norms[n] == 0 or ref_norms[n] == 0:
                     continue
-                overlap = sum(min(value, ref_vector[n].get(ngram, 0.0)) * ref_vector[n].get(ngram, 0.0)
-                              for ngram, value in vector[n].items())
+                overlap = sum(
+                    min(value, ref_vector[n].get(ngram, 0.0)) * ref_vector[n].get(ngram, 0.0)
+                    for ngram, value in vector[n].items()
+                )
                 total += penalty * overlap / (norms[n] * ref_norms[n])
         return 10.0 * total / MAX_N / max(len(references), 1)

@@ -1,9 +1,10 @@
 """Cheap diversity figures that captioning papers report next to the accuracy metrics."""
+
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-from captionlab.data.vocab import tokenize
+from captionlab.text import tokenize
 
 
 def diversity(predictions: Mapping[object, str], training_captions: Iterable[str]) -> dict[str, float]:

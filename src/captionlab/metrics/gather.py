@@ -3,12 +3,13 @@
 Strings cannot be all-gathered, so it gathers (dataset index, token ids) tensors; `compute`
 de-duplicates by index (distributed samplers pad the last batch with repeated images).
 """
+
 from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
 
-from captionlab.data.vocab import PAD_ID
+from captionlab.text import PAD_ID
 
 
 class GeneratedCaptions(Metric):

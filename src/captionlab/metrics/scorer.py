@@ -3,11 +3,13 @@
 References are raw strings; both sides go through the same tokenizer. One scorer per process:
 METEOR's Java process starts once (~8 s) and is reused.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -28,9 +30,11 @@ def spice_missing() -> str | None:
 
     lib = Path(models.SPICEDIR) / models.SPICELIB
     if not (lib / f"{models.JAR}.jar").is_file():
-        return (f"SPICE needs Stanford CoreNLP 3.6.0 ({models.JAR}.jar and {models.JAR}-models.jar in {lib}); "
-                "fetch them once online with: python -c 'from pycocoevalcap.spice.get_stanford_models import "
-                "get_stanford_models as g; g()'")
+        return (
+            f"SPICE needs Stanford CoreNLP 3.6.0 ({models.JAR}.jar and {models.JAR}-models.jar in {lib}); "
+            "fetch them once online with: python -c 'from pycocoevalcap.spice.get_stanford_models import "
+            "get_stanford_models as g; g()'"
+        )
     return None
 
 
@@ -59,8 +63,10 @@ class CaptionScorer:
         """
         missing = [i for i in references if i not in predictions]
         if missing:
-            raise UserError(f"{len(missing)} of {len(references)} images have no prediction "
-                            f"(e.g. {missing[0]!r}): score a whole split")
+            raise UserError(
+                f"{len(missing)} of {len(references)} images have no prediction "
+                f"(e.g. {missing[0]!r}): score a whole split"
+            )
         ids = list(references)
         gts, res = self._tokenize(ids, predictions, references)
         bleu, bleu_per_image = Bleu(4).compute_score(gts, res, verbose=0)

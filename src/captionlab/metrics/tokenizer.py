@@ -4,6 +4,7 @@ or a pure-Python equivalent where Java is missing.
 pycocoevalcap's own wrapper writes its temporary file inside the installed package (which breaks on
 read-only installs and races between processes); this one uses the system temp folder.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,7 +19,25 @@ from pathlib import Path
 import pycocoevalcap
 
 # pycocoevalcap removes these tokens after PTB tokenization.
-PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+PUNCTUATION = {
+    "''",
+    "'",
+    "``",
+    "`",
+    "-LRB-",
+    "-RRB-",
+    "-LCB-",
+    "-RCB-",
+    ".",
+    "?",
+    "!",
+    ",",
+    ":",
+    "-",
+    "--",
+    "...",
+    ";",
+}
 PTB_JAR = Path(pycocoevalcap.__path__[0]) / "tokenizer" / "stanford-corenlp-3.4.1.jar"
 JAVA_HELP = "install Java 17 (e.g. 'apt-get install openjdk-17-jre-headless') for PTB tokenization and METEOR"
 
@@ -37,8 +56,15 @@ def ptb_tokenize(captions: list[str]) -> list[str]:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as handle:
         handle.write("\n".join(lines[i] for i in non_empty))
     try:
-        command = ["java", "-cp", str(PTB_JAR), "edu.stanford.nlp.process.PTBTokenizer",
-                   "-preserveLines", "-lowerCase", handle.name]
+        command = [
+            "java",
+            "-cp",
+            str(PTB_JAR),
+            "edu.stanford.nlp.process.PTBTokenizer",
+            "-preserveLines",
+            "-lowerCase",
+            handle.name,
+        ]
         output = subprocess.run(command, capture_output=True, check=True).stdout.decode("utf-8")
     finally:
         os.unlink(handle.name)
@@ -53,9 +79,9 @@ def ptb_tokenize(captions: list[str]) -> list[str]:
 
 _SPLIT = re.compile(
     r"(?:[a-z]\.){2,}|\b(?:mr|mrs|ms|dr|jr|sr|st|vs)\.(?=\s*\S)"  # abbreviations: p.m., jr.
-    r"|\d+(?:[:.,/]\d+)+"                     # 5:30, 3.5, 1,000
+    r"|\d+(?:[:.,/]\d+)+"  # 5:30, 3.5, 1,000
     r"|\.\.\.|--|n't\b|'s\b|'re\b|'ve\b|'ll\b|'d\b|'m\b"
-    r"|[a-z0-9]+(?:[-./'][a-z0-9]+)*"          # words, hyphenated words
+    r"|[a-z0-9]+(?:[-./'][a-z0-9]+)*"  # words, hyphenated words
     r"|\S"
 )
 
@@ -81,6 +107,9 @@ def python_tokenize(captions: list[str]) -> list[str]:
 def tokenize_for_scoring(captions: list[str]) -> list[str]:
     if java_available():
         return ptb_tokenize(captions)
-    warnings.warn(f"Java not found: captions are tokenized in pure Python, close to but not exactly the "
-                  f"PTB tokenizer, and METEOR is skipped; {JAVA_HELP}", stacklevel=2)
+    warnings.warn(
+        f"Java not found: captions are tokenized in pure Python, close to but not exactly the "
+        f"PTB tokenizer, and METEOR is skipped; {JAVA_HELP}",
+        stacklevel=2,
+    )
     return python_tokenize(captions)

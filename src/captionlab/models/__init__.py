@@ -1,4 +1,4 @@
 from captionlab.models.decoders import CaptionDecoder, LSTMDecoder
-from captionlab.models.encoders import EncoderOutput, TimmEncoder
+from captionlab.models.encoders import TimmEncoder
 
-__all__ = ["CaptionDecoder", "LSTMDecoder", "EncoderOutput", "TimmEncoder"]
+__all__ = ["CaptionDecoder", "LSTMDecoder", "TimmEncoder"]

@@ -1,9 +1,9 @@
 """Image encoders: any timm backbone, giving a pooled vector and a grid of region features."""
+
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +12,10 @@ import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
+from captionlab.checkpoint_file import encoder_weights
 from captionlab.errors import UserError
 from captionlab.registry import register
-
-
-@dataclass
-class EncoderOutput:
-    """`pooled` [B, D] and `grid` [B, N, D] (CNN feature map flattened, or ViT patch tokens)."""
-
-    pooled: torch.Tensor
-    grid: torch.Tensor
-
-    def index_select(self, index: torch.Tensor) -> "EncoderOutput":
-        return EncoderOutput(self.pooled.index_select(0, index), self.grid.index_select(0, index))
+from captionlab.types import EncoderOutput
 
 
 @register
@@ -68,7 +59,7 @@ class TimmEncoder(nn.Module):
         if isinstance(freeze, int) and freeze >= 0:
             groups = _parameter_groups(self.model)
             self.model.requires_grad_(False)
-            for names in groups[len(groups) - freeze:] if freeze else []:
+            for names in groups[len(groups) - freeze :] if freeze else []:
                 for name in names:
                     self.model.get_parameter(name).requires_grad_(True)
             return
@@ -78,7 +69,7 @@ class TimmEncoder(nn.Module):
     def frozen(self) -> bool:
         return self.freeze == "all"
 
-    def train(self, mode: bool = True) -> "TimmEncoder":
+    def train(self, mode: bool = True) -> TimmEncoder:
         # A frozen encoder keeps BatchNorm in eval mode: its running statistics must not drift.
         super().train(mode and not self.frozen)
         return self
@@ -88,7 +79,7 @@ class TimmEncoder(nn.Module):
             features = self.model.forward_features(images)
             pooled = self.model.forward_head(features, pre_logits=True)
         if features.ndim == 3:  # ViT tokens -> square map of patches
-            tokens = features[:, self.num_prefix_tokens:]
+            tokens = features[:, self.num_prefix_tokens :]
             side = math.isqrt(tokens.shape[1])
             features = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
         if self.grid_size:
@@ -103,16 +94,21 @@ def imagenet_classifier(name: str, pretrained: bool, checkpoint: str | None) -> 
     """The pretrained ImageNet classifier of timm model `name` (it maps the pooled vector, as
     TimmEncoder gives it, to class logits); loaded like the encoder's weights."""
     if not (pretrained or checkpoint):
-        raise UserError(f"the ImageNet classes of {name} need its pretrained weights: "
-                        "pass encoder.checkpoint=<local weights file> (or encoder.pretrained=true online)")
+        raise UserError(
+            f"the ImageNet classes of {name} need its pretrained weights: "
+            "pass encoder.checkpoint=<local weights file> (or encoder.pretrained=true online)"
+        )
     head = _create(name, pretrained, checkpoint, None, keep_classifier=True).get_classifier()
     if not isinstance(head, nn.Linear):
-        raise UserError(f"{name}'s classifier is not a single linear layer on the pooled vector; choose another encoder")
+        raise UserError(
+            f"{name}'s classifier is not a single linear layer on the pooled vector; choose another encoder"
+        )
     return head
 
 
-def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int | None,
-            keep_classifier: bool = False) -> nn.Module:
+def _create(
+    name: str, pretrained: bool, checkpoint: str | None, input_size: int | None, keep_classifier: bool = False
+) -> nn.Module:
     if not timm.is_model(name):
         raise UserError(f"encoder.name={name}: timm has no such model; see timm.list_models()")
     kwargs: dict[str, Any] = {} if keep_classifier else {"num_classes": 0}
@@ -124,24 +120,30 @@ def _create(name: str, pretrained: bool, checkpoint: str | None, input_size: int
             raise UserError(f"encoder.checkpoint={checkpoint}: no such file; give a local weights file")
         if path.suffix == ".ckpt" and not keep_classifier:  # a captionlab checkpoint: its trained encoder
             model = timm.create_model(name, pretrained=False, **kwargs)
-            weights = _captionlab_encoder_weights(path, name)
+            weights = encoder_weights(path, name)
             check_backbone_weights(model, weights, name, path)
             model.load_state_dict(weights)
             return model
-        check_backbone_weights(timm.create_model(name, pretrained=False, **kwargs), _read_weights(path), name, path)
+        check_backbone_weights(
+            timm.create_model(name, pretrained=False, **kwargs), _read_weights(path), name, path
+        )
         # timm loads the file itself: its filter functions adapt e.g. a ViT's position embeddings
         overlay = {"file": str(path)}
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UserError(f"encoder.pretrained=true needs the model hub, but HF_HUB_OFFLINE=1; "
-                        f"pass encoder.checkpoint=<local weights file> for {name}")
+        raise UserError(
+            f"encoder.pretrained=true needs the model hub, but HF_HUB_OFFLINE=1; "
+            f"pass encoder.checkpoint=<local weights file> for {name}"
+        )
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError) as err:
         if not pretrained:
             raise
-        raise UserError(f"cannot download pretrained weights for {name} ({type(err).__name__}); "
-                        "pass encoder.checkpoint=<local weights file> or go online") from None
+        raise UserError(
+            f"cannot download pretrained weights for {name} ({type(err).__name__}); "
+            "pass encoder.checkpoint=<local weights file> or go online"
+        ) from None
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -149,17 +151,25 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = timm.models.load_state_dict(str(path), weights_only=True)
     except Exception as err:  # unpickling, a text file, a truncated file: one line, not a traceback
-        raise UserError(f"encoder.checkpoint={path}: not a readable weights file "
-                        f"({type(err).__name__}); give a timm/PyTorch state dict (.pth, .bin or .safetensors)") from None
+        raise UserError(
+            f"encoder.checkpoint={path}: not a readable weights file "
+            f"({type(err).__name__}); give a timm/PyTorch state dict (.pth, .bin or .safetensors)"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"encoder.checkpoint={path}: not a state dict of tensors; give a timm/PyTorch weights file")
+        raise UserError(
+            f"encoder.checkpoint={path}: not a state dict of tensors; give a timm/PyTorch weights file"
+        )
     return state
 
 
 # key names that tell the family of a weights file (for the message when it does not fit)
-_FAMILY_KEYS = (("patch_embed.proj.weight", "a ViT"), ("conv_stem.weight", "an EfficientNet/MobileNet (timm)"),
-                ("layer1.0.conv1.weight", "a ResNet"), ("stem.0.weight", "a ConvNeXt"),
-                ("features.0.weight", "a torchvision-style VGG/MobileNet"))
+_FAMILY_KEYS = (
+    ("patch_embed.proj.weight", "a ViT"),
+    ("conv_stem.weight", "an EfficientNet/MobileNet (timm)"),
+    ("layer1.0.conv1.weight", "a ResNet"),
+    ("stem.0.weight", "a ConvNeXt"),
+    ("features.0.weight", "a torchvision-style VGG/MobileNet"),
+)
 
 
 def check_backbone_weights(model: nn.Module, weights: dict[str, torch.Tensor], name: str, path: Path) -> None:
@@ -168,16 +178,24 @@ def check_backbone_weights(model: nn.Module, weights: dict[str, torch.Tensor], n
     non-strictly when the class count differs, so without this a file of another architecture
     would leave the encoder random without an error."""
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    matched = sum(1 for key, tensor in expected.items()
-                  if key in weights and (weights[key].shape == tensor.shape or "pos_embed" in key))
+    matched = sum(
+        1
+        for key, tensor in expected.items()
+        if key in weights and (weights[key].shape == tensor.shape or "pos_embed" in key)
+    )
     if matched == len(expected):
         return
     family = next((label for key, label in _FAMILY_KEYS if key in weights), "an unknown architecture")
-    example = next(key for key in expected if key not in weights or
-                   (weights[key].shape != expected[key].shape and "pos_embed" not in key))
-    raise UserError(f"encoder.checkpoint={path} does not hold {name} weights: {matched} of {len(expected)} backbone "
-                    f"tensors match (e.g. {example!r} is missing or of another shape); the file holds "
-                    f"{len(weights)} tensors and looks like {family}; set encoder.name to its architecture")
+    example = next(
+        key
+        for key in expected
+        if key not in weights or (weights[key].shape != expected[key].shape and "pos_embed" not in key)
+    )
+    raise UserError(
+        f"encoder.checkpoint={path} does not hold {name} weights: {matched} of {len(expected)} backbone "
+        f"tensors match (e.g. {example!r} is missing or of another shape); the file holds "
+        f"{len(weights)} tensors and looks like {family}; set encoder.name to its architecture"
+    )
 
 
 def _preprocessing(model: nn.Module, input_size: int | None, crop: bool) -> dict[str, Any]:

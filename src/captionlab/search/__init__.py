@@ -1,6 +1,6 @@
-from captionlab.search.base import SearchOutput, SearchStrategy
+from captionlab.search.base import SearchStrategy
 from captionlab.search.beam import BeamSearch
 from captionlab.search.greedy import GreedySearch
 from captionlab.search.sample import SampleSearch
 
-__all__ = ["SearchOutput", "SearchStrategy", "GreedySearch", "BeamSearch", "SampleSearch"]
+__all__ = ["SearchStrategy", "GreedySearch", "BeamSearch", "SampleSearch"]

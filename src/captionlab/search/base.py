@@ -1,73 +1,101 @@
-"""What every search strategy shares: its output type and the rules applied to each step's scores.
+"""What every search strategy shares: the decoding rules applied to each step's scores.
 
-Parameter names follow Hugging Face `generate`.
+Parameter names follow Hugging Face `generate`; the output type is `captionlab.types.SearchOutput`.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
-from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-
-
-@dataclass
-class SearchOutput:
-    """`sequences` [B, R, L]: word ids then `<eos>` then `<pad>` (no `<bos>`), R returned per image,
-    best first; `scores` [B, R]: sum of log-probabilities; `attentions` [B, R, L, N] or None;
-    `normalized_scores` [B, R]: the score beam search ranks by (None for other strategies)."""
-
-    sequences: torch.Tensor
-    scores: torch.Tensor
-    attentions: Optional[torch.Tensor] = None
-    normalized_scores: Optional[torch.Tensor] = None
-
-    def best(self) -> torch.Tensor:
-        return self.sequences[:, 0]
+from captionlab.errors import OptionError
+from captionlab.registry import build
+from captionlab.search.processors import (
+    BlockRepeatedWords,
+    LogitsProcessor,
+    MinNewTokens,
+    NoRepeatNGram,
+    SuppressTokens,
+    apply_processors,
+)
+from captionlab.text import SpecialIds
 
 
-def repeated_ngram_mask(history: torch.Tensor, size: int, vocab_size: int) -> torch.Tensor:
-    """[R, V] True for each token that would complete an n-gram of `size` words already in that
-    row of `history` [R, t] (Hugging Face's `no_repeat_ngram_size`)."""
-    rows, length = history.shape
-    mask = torch.zeros(rows, vocab_size, dtype=torch.bool, device=history.device)
-    if length < size:
-        return mask
-    windows = history.unfold(1, size, 1)  # [R, W, size]
-    prefix = history[:, length - (size - 1):].unsqueeze(1)  # the last size-1 tokens
-    matches = (windows[:, :, :-1] == prefix).all(dim=-1)  # [R, W]
-    hits = torch.zeros(rows, vocab_size, device=history.device).scatter_add_(1, windows[:, :, -1], matches.float())
-    return hits > 0
+def _plain(spec: Any) -> Any:
+    """A processor spec as plain data (for config()), or the name of an already built one."""
+    if callable(spec):
+        return f"{type(spec).__module__}.{type(spec).__qualname__}"
+    return OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
 
 
 class SearchStrategy:
-    """The rules every strategy applies to a step's log-probabilities before choosing.
+    """What every strategy shares: the decoding rules applied to each step's log-probabilities
+    (a processor list built from the rule settings below, then `extra_processors`, the user's
+    registered processors), and the special token ids it works with.
 
     `history` is what each row has generated so far, [R, t]."""
 
-    def __init__(self, max_new_tokens: int = 20, min_new_tokens: int = 0, suppress_unk: bool = True,
-                 no_repeat_ngram_size: int = 0, block_repeated_words: bool = False):
+    def __init__(
+        self,
+        max_new_tokens: int = 20,
+        min_new_tokens: int = 0,
+        suppress_unk: bool = True,
+        no_repeat_ngram_size: int = 0,
+        block_repeated_words: bool = False,
+        extra_processors: Sequence[Any] = (),
+        special: SpecialIds | None = None,
+    ):
         if max_new_tokens < 1 or min_new_tokens < 0 or min_new_tokens > max_new_tokens:
-            raise ValueError(f"need 0 <= min_new_tokens ({min_new_tokens}) <= max_new_tokens ({max_new_tokens}) "
-                             "and max_new_tokens >= 1")
+            raise OptionError(
+                f"need 0 <= search.min_new_tokens ({min_new_tokens}) <= search.max_new_tokens "
+                f"({max_new_tokens}) and max_new_tokens >= 1"
+            )
         if no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size={no_repeat_ngram_size}: use 0 (off) or a positive n-gram size")
-        self.max_new_tokens, self.min_new_tokens, self.suppress_unk = max_new_tokens, min_new_tokens, suppress_unk
+            raise OptionError(
+                f"search.no_repeat_ngram_size={no_repeat_ngram_size}: use 0 (off) or a positive n-gram size"
+            )
+        self.max_new_tokens, self.min_new_tokens, self.suppress_unk = (
+            max_new_tokens,
+            min_new_tokens,
+            suppress_unk,
+        )
         self.no_repeat_ngram_size, self.block_repeated_words = no_repeat_ngram_size, block_repeated_words
+        self._special = special or SpecialIds()
+        # the user's rules: registered `_target_` specs (Hydra may already have built them)
+        extra = [
+            spec if callable(spec) else build(spec, "search.extra_processors") for spec in extra_processors
+        ]
+        self._processors: list[LogitsProcessor] = self._rule_processors() + extra
+        if extra_processors:
+            self.extra_processors = [_plain(spec) for spec in extra_processors]
+
+    @property
+    def special(self) -> SpecialIds:
+        return self._special
+
+    @property
+    def processors(self) -> list[LogitsProcessor]:
+        return list(self._processors)
+
+    def _rule_processors(self) -> list[LogitsProcessor]:
+        special = self._special
+        rules: list[LogitsProcessor] = [
+            SuppressTokens([special.pad, special.bos] + ([special.unk] if self.suppress_unk else []))
+        ]
+        if self.min_new_tokens:
+            rules.append(MinNewTokens(self.min_new_tokens, special.eos))
+        if self.no_repeat_ngram_size:
+            rules.append(NoRepeatNGram(self.no_repeat_ngram_size))
+        if self.block_repeated_words:
+            rules.append(BlockRepeatedWords())
+        return rules
 
     def constrain(self, logprobs: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        """Forbid tokens that may not come next: `<pad>`/`<bos>` always, `<unk>` if suppressed,
-        `<eos>` before `min_new_tokens` words, a repeated n-gram, the previous word again."""
-        step = history.shape[1]
-        banned = [PAD_ID, BOS_ID] + ([UNK_ID] if self.suppress_unk else []) + ([EOS_ID] if step < self.min_new_tokens else [])
-        logprobs = logprobs.clone()
-        logprobs[:, banned] = float("-inf")
-        if self.no_repeat_ngram_size:
-            logprobs.masked_fill_(repeated_ngram_mask(history, self.no_repeat_ngram_size, logprobs.shape[1]), float("-inf"))
-        if self.block_repeated_words and step:
-            logprobs.scatter_(1, history[:, -1:], float("-inf"))
-        return logprobs
+        """The step's log-probabilities with every forbidden token at -inf."""
+        return apply_processors(self._processors, history, logprobs)
 
     def config(self) -> dict:
         """The settings, for run folders and checkpoints."""

@@ -15,17 +15,17 @@ open beam can still beat the pool's worst: an open beam's sum can only fall, so 
 normalised score is its sum over the largest reachable length (for a positive penalty) or the
 smallest (otherwise). At `max_new_tokens`, open beams finish without `<eos>`.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from captionlab.models.decoders.base import CaptionDecoder
-from captionlab.models.encoders import EncoderOutput
+from captionlab.errors import OptionError
 from captionlab.registry import register
-from captionlab.search.base import SearchOutput, SearchStrategy
+from captionlab.search.base import SearchStrategy
 from captionlab.search.greedy import GreedySearch
+from captionlab.types import Decoder, EncoderOutput, SearchOutput
 
 
 def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -36,13 +36,21 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 @register
 class BeamSearch(SearchStrategy):
-    def __init__(self, num_beams: int = 3, length_penalty: float = 1.0, num_return_sequences: int = 1, **rules):
+    def __init__(
+        self, num_beams: int = 3, length_penalty: float = 1.0, num_return_sequences: int = 1, **rules
+    ):
         super().__init__(**rules)
         if num_beams < 1 or not 1 <= num_return_sequences <= num_beams:
-            raise ValueError(f"need num_beams >= 1 ({num_beams}) and 1 <= num_return_sequences <= num_beams "
-                             f"({num_return_sequences})")
-        self.num_beams, self.length_penalty, self.num_return_sequences = num_beams, length_penalty, num_return_sequences
-        self._greedy = GreedySearch(**rules) if num_beams == 1 else None
+            raise OptionError(
+                f"need search.num_beams >= 1 ({num_beams}) and 1 <= search.num_return_sequences <= "
+                f"num_beams ({num_return_sequences})"
+            )
+        self.num_beams, self.length_penalty, self.num_return_sequences = (
+            num_beams,
+            length_penalty,
+            num_return_sequences,
+        )
+        self._greedy = GreedySearch(**rules) if num_beams == 1 else None  # Hugging Face: one beam is greedy
 
     def _normalize(self, scores: torch.Tensor, length: int | torch.Tensor) -> torch.Tensor:
         if isinstance(length, torch.Tensor):
@@ -50,17 +58,18 @@ class BeamSearch(SearchStrategy):
         return scores / float(length) ** self.length_penalty
 
     @torch.no_grad()
-    def __call__(self, decoder: CaptionDecoder, memory: EncoderOutput) -> SearchOutput:
+    def __call__(self, decoder: Decoder, memory: EncoderOutput) -> SearchOutput:
+        special = self.special
         if self._greedy is not None:
             output = self._greedy(decoder, memory)
-            lengths = (output.sequences != PAD_ID).sum(-1).clamp(min=1)
+            lengths = (output.sequences != special.pad).sum(-1).clamp(min=1)
             output.normalized_scores = self._normalize(output.scores, lengths)
             return output
         batch, beams, limit = memory.pooled.shape[0], self.num_beams, self.max_new_tokens
         device = memory.pooled.device
         images = torch.arange(batch, device=device)
         state = decoder.reorder_state(decoder.init_state(memory), images.repeat_interleave(beams))
-        tokens = torch.full((batch * beams,), BOS_ID, dtype=torch.long, device=device)
+        tokens = torch.full((batch * beams,), special.bos, dtype=torch.long, device=device)
         history = torch.empty(batch, beams, 0, dtype=torch.long, device=device)
         attention_history = None
         done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -82,16 +91,21 @@ class BeamSearch(SearchStrategy):
             attentions = None
             if attention is not None:
                 step_attention = attention.view(batch, beams, 1, -1)
-                attentions = torch.cat([_take(attention_history, source), _take(step_attention, source)], dim=2) \
-                    if attention_history is not None else _take(step_attention, source)
+                attentions = (
+                    torch.cat([_take(attention_history, source), _take(step_attention, source)], dim=2)
+                    if attention_history is not None
+                    else _take(step_attention, source)
+                )
 
             # as in Hugging Face: only an <eos> among the K best candidates finishes a hypothesis
             ranked_in = torch.arange(top_index.shape[1], device=device) < beams
-            ends = ((token == EOS_ID) & ranked_in) | (step == limit - 1)
-            entering = self._normalize(top_scores, step + 1).masked_fill(~ends | done.unsqueeze(1), float("-inf"))
+            ends = ((token == special.eos) & ranked_in) | (step == limit - 1)
+            entering = self._normalize(top_scores, step + 1).masked_fill(
+                ~ends | done.unsqueeze(1), float("-inf")
+            )
             pool = self._merge(pool, entering, top_scores, sequences, attentions)
 
-            open_scores = top_scores.masked_fill(token == EOS_ID, float("-inf"))
+            open_scores = top_scores.masked_fill(token == special.eos, float("-inf"))
             beam_scores, keep = open_scores.topk(beams, dim=1)
             history = _take(sequences, keep)
             attention_history = _take(attentions, keep) if attentions is not None else None
@@ -104,7 +118,9 @@ class BeamSearch(SearchStrategy):
                 break
         return self._output(pool)
 
-    def _cannot_improve(self, pool_normalized: torch.Tensor, beam_scores: torch.Tensor, step: int) -> torch.Tensor:
+    def _cannot_improve(
+        self, pool_normalized: torch.Tensor, beam_scores: torch.Tensor, step: int
+    ) -> torch.Tensor:
         """[B] True where the pool is full and its worst beats what the best open beam can still reach."""
         reachable = self.max_new_tokens if self.length_penalty > 0 else step + 2
         best_open = self._normalize(beam_scores[:, 0], reachable)
@@ -113,29 +129,47 @@ class BeamSearch(SearchStrategy):
 
     def _empty_pool(self, batch: int, dtype: torch.dtype, device: torch.device, attention) -> dict:
         beams, limit = self.num_beams, self.max_new_tokens
-        pool = {"normalized": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
-                "scores": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
-                "sequences": torch.full((batch, beams, limit), PAD_ID, dtype=torch.long, device=device)}
+        pool = {
+            "normalized": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
+            "scores": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
+            "sequences": torch.full((batch, beams, limit), self.special.pad, dtype=torch.long, device=device),
+        }
         if attention is not None:
             pool["attentions"] = attention.new_zeros(batch, beams, limit, attention.shape[-1])
         return pool
 
-    def _merge(self, pool: dict, normalized: torch.Tensor, scores: torch.Tensor, sequences: torch.Tensor,
-               attentions: torch.Tensor | None) -> dict:
+    def _merge(
+        self,
+        pool: dict,
+        normalized: torch.Tensor,
+        scores: torch.Tensor,
+        sequences: torch.Tensor,
+        attentions: torch.Tensor | None,
+    ) -> dict:
         """Keep the `num_beams` best of the pool and the entering hypotheses (-inf: not entering)."""
         pad = self.max_new_tokens - sequences.shape[-1]
-        everything = {"normalized": torch.cat([pool["normalized"], normalized], dim=1),
-                      "scores": torch.cat([pool["scores"], scores], dim=1),
-                      "sequences": torch.cat([pool["sequences"], F.pad(sequences, (0, pad), value=PAD_ID)], dim=1)}
+        everything = {
+            "normalized": torch.cat([pool["normalized"], normalized], dim=1),
+            "scores": torch.cat([pool["scores"], scores], dim=1),
+            "sequences": torch.cat(
+                [pool["sequences"], F.pad(sequences, (0, pad), value=self.special.pad)], dim=1
+            ),
+        }
         if attentions is not None:
-            everything["attentions"] = torch.cat([pool["attentions"], F.pad(attentions, (0, 0, 0, pad))], dim=1)
+            everything["attentions"] = torch.cat(
+                [pool["attentions"], F.pad(attentions, (0, 0, 0, pad))], dim=1
+            )
         best = everything["normalized"].topk(self.num_beams, dim=1).indices
         return {key: _take(value, best) for key, value in everything.items()}
 
     def _output(self, pool: dict) -> SearchOutput:
         returned = self.num_return_sequences
         sequences = pool["sequences"][:, :returned]
-        length = max(int((sequences != PAD_ID).sum(dim=-1).max()), 1)
+        length = max(int((sequences != self.special.pad).sum(dim=-1).max()), 1)
         attentions = pool["attentions"][:, :returned, :length] if "attentions" in pool else None
-        return SearchOutput(sequences[..., :length], pool["scores"][:, :returned], attentions,
-                            pool["normalized"][:, :returned])
+        return SearchOutput(
+            sequences[..., :length],
+            pool["scores"][:, :returned],
+            attentions,
+            pool["normalized"][:, :returned],
+        )

@@ -5,50 +5,60 @@ Reproducible under a seed: with `seed` set, the search owns a generator seeded o
 run draws the same captions; with `seed: null` it uses torch's global generator, which
 `train.py` seeds from the run's `seed`.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
+from captionlab.errors import OptionError
 from captionlab.registry import register
 from captionlab.search.greedy import GreedySearch
+from captionlab.search.processors import LogitsProcessor, Temperature, TopK, TopP, apply_processors
 
 
 @register
 class SampleSearch(GreedySearch):
-    def __init__(self, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_return_sequences: int = 1,
-                 do_sample: bool = True, seed: Optional[int] = None, **rules):
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        num_return_sequences: int = 1,
+        do_sample: bool = True,
+        seed: int | None = None,
+        **rules,
+    ):
         super().__init__(**rules)
-        if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1 or num_return_sequences < 1:
-            raise ValueError(f"need temperature > 0 ({temperature}), top_k >= 0 ({top_k}), 0 < top_p <= 1 ({top_p}), "
-                             f"num_return_sequences >= 1 ({num_return_sequences})")
+        if num_return_sequences < 1:
+            raise OptionError(f"search.num_return_sequences={num_return_sequences}: give 1 or more")
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.num_return_sequences, self.do_sample, self.seed = num_return_sequences, do_sample, seed
+        # the sampling warpers: temperature, then top-k, then top-p (each validates its setting)
+        self._warpers: list[LogitsProcessor] = [Temperature(temperature)]
+        if top_k < 0:
+            raise OptionError(f"search.top_k={top_k}: give 0 (off) or a positive number of words")
+        if top_k:
+            self._warpers.append(TopK(top_k))
+        top_p_rule = TopP(top_p)  # validates top_p; 1.0 keeps every word, so it is left out
+        if top_p < 1.0:
+            self._warpers.append(top_p_rule)
         self._generators: dict[torch.device, torch.Generator] = {}
 
-    def _generator(self, device: torch.device) -> Optional[torch.Generator]:
+    def _generator(self, device: torch.device) -> torch.Generator | None:
         if self.seed is None:
             return None
         if device not in self._generators:
             self._generators[device] = torch.Generator(device).manual_seed(self.seed)
         return self._generators[device]
 
-    def filtered(self, logprobs: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities divided by the temperature, outside the top-k and the top-p nucleus -inf."""
-        scores = logprobs / self.temperature
-        if self.top_k and self.top_k < scores.shape[-1]:
-            kth = scores.topk(self.top_k, dim=-1).values[:, -1:]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        if self.top_p < 1.0:
-            ordered, order = scores.sort(dim=-1, descending=True)
-            mass_before = ordered.softmax(dim=-1).cumsum(dim=-1) - ordered.softmax(dim=-1)
-            outside = mass_before >= self.top_p  # the most probable token always stays
-            scores = scores.masked_fill(outside.scatter(1, order, outside), float("-inf"))
-        return scores
+    def filtered(self, logprobs: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        """The constrained log-probabilities after the warpers (outside top-k / top-p: -inf)."""
+        if history is None:
+            history = logprobs.new_empty(logprobs.shape[0], 0, dtype=torch.long)
+        return apply_processors(self._warpers, history, logprobs)
 
-    def pick(self, logprobs: torch.Tensor) -> torch.Tensor:
-        scores = self.filtered(logprobs)
+    def pick(self, logprobs: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
+        scores = self.filtered(logprobs, history)
         if not self.do_sample:
             return scores.argmax(dim=-1)
         probs = scores.float().softmax(dim=-1)

@@ -1,8 +1,7 @@
+from captionlab.training import schedules  # noqa: F401  (registers the schedules)
 from captionlab.training.averaging import WeightAverage
 from captionlab.training.callbacks import MetricsHistory
 from captionlab.training.losses import CrossEntropyLoss
-from captionlab.training.module import CaptionModule
-from captionlab.training import schedules  # noqa: F401  (registers the schedules)
 from captionlab.training.scst import SelfCriticalLoss
 
-__all__ = ["WeightAverage", "MetricsHistory", "CrossEntropyLoss", "SelfCriticalLoss", "CaptionModule"]
+__all__ = ["WeightAverage", "MetricsHistory", "CrossEntropyLoss", "SelfCriticalLoss"]

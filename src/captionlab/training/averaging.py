@@ -5,13 +5,14 @@ fitting use the average. Checkpoints hold the average as their weights (so evalu
 and init_from need nothing special) and the raw weights in the callback's state, so a resumed run
 continues exactly.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.trainer.states import TrainerFn
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from captionlab.registry import register
 
@@ -20,10 +21,14 @@ from captionlab.registry import register
 class WeightAverage(pl.Callback):
     def __init__(self, decay: float = 0.999):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"callbacks.weight_average.decay={decay}: use a value between 0 and 1, e.g. 0.999")
+            raise ValueError(
+                f"callbacks.weight_average.decay={decay}: use a value between 0 and 1, e.g. 0.999"
+            )
         self.decay = decay
         self.average: dict[str, torch.Tensor] | None = None
-        self.raw: dict[str, torch.Tensor] | None = None  # the training weights while the average is swapped in
+        self.raw: dict[str, torch.Tensor] | None = (
+            None  # the training weights while the average is swapped in
+        )
 
     @staticmethod
     def _trainable(module: pl.LightningModule) -> dict[str, torch.nn.Parameter]:
@@ -38,8 +43,9 @@ class WeightAverage(pl.Callback):
             self.average = {name: p.detach().clone() for name, p in params.items()}
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         for name, p in self._trainable(module).items():
             self.average[name].lerp_(p.detach(), 1.0 - self.decay)
 
@@ -53,7 +59,9 @@ class WeightAverage(pl.Callback):
         for name, p in params.items():
             p.copy_(self.average[name])
 
-    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._swap_out(module)
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
 """Callbacks that need no logger service."""
+
 from __future__ import annotations
 
 import json
@@ -59,10 +60,13 @@ class MetricsHistory(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "train/loss": self._loss_sum / self._batches if self._batches else None,
-               "time/train_s": round(time.perf_counter() - self._epoch_start - self._val_seconds, 2),
-               "time/val_s": round(self._val_seconds, 2)}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "train/loss": self._loss_sum / self._batches if self._batches else None,
+            "time/train_s": round(time.perf_counter() - self._epoch_start - self._val_seconds, 2),
+            "time/val_s": round(self._val_seconds, 2),
+        }
         if trainer.optimizers and trainer.optimizers[0].param_groups:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         for key, value in sorted(trainer.callback_metrics.items()):

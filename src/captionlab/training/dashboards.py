@@ -4,11 +4,13 @@ The same fixed val images every time, so a run's progress can be seen. Every run
 them in `samples.jsonl`; W&B gets a table and images, TensorBoard a text table and images; other
 loggers nothing extra.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -20,18 +22,26 @@ from captionlab.utils.io import append_line
 from captionlab.viz.attention import caption_overlay, model_view
 
 
-def _wandb(logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int) -> None:
+def _wandb(
+    logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int
+) -> None:
     import wandb
 
-    table = wandb.Table(columns=["image", "image_id", "caption", "references"],
-                        data=[[wandb.Image(view), r["image_id"], r["caption"], "\n".join(r["references"])]
-                              for r, view in zip(rows, views)])
+    table = wandb.Table(
+        columns=["image", "image_id", "caption", "references"],
+        data=[
+            [wandb.Image(view), r["image_id"], r["caption"], "\n".join(r["references"])]
+            for r, view in zip(rows, views)
+        ],
+    )
     logger.experiment.log({"val/samples": table, "trainer/global_step": step})
     if overlays:
         logger.log_image("val/attention", images=overlays, step=step)
 
 
-def _tensorboard(logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int) -> None:
+def _tensorboard(
+    logger, rows: list[dict[str, Any]], views: list[Image.Image], overlays: list[Image.Image], step: int
+) -> None:
     import numpy as np
 
     lines = ["| image | caption | references |", "| --- | --- | --- |"]
@@ -54,11 +64,18 @@ class SampleCaptions(pl.Callback):
 
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not module._fitting or self.num_images <= 0:
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or not module._fitting
+            or self.num_images <= 0
+        ):
             return
         datamodule = trainer.datamodule
         records, images = [], []
-        for record in datamodule.split("val"):  # the first readable ones (skipped images are counted elsewhere)
+        for record in datamodule.split(
+            "val"
+        ):  # the first readable ones (skipped images are counted elsewhere)
             if len(records) == self.num_images:
                 break
             try:
@@ -72,12 +89,27 @@ class SampleCaptions(pl.Callback):
         output = module.captioner.generate({"image": pixels.to(module.device)}, module.search)
         rows, overlays = [], []
         for index, (record, tokens) in enumerate(zip(records, output.best())):
-            rows.append({"image_id": record.image_id, "caption": module.vocab.decode(tokens),
-                         "references": list(record.captions)})
+            rows.append(
+                {
+                    "image_id": record.image_id,
+                    "caption": module.vocab.decode(tokens),
+                    "references": list(record.captions),
+                }
+            )
             if output.attentions is not None and index < self.num_overlays:
-                overlays.append(caption_overlay(pixels[index], module.preprocessing, module.vocab.words, tokens,
-                                                output.attentions[index, 0]))
-        append_line(self.path, json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}))
+                overlays.append(
+                    caption_overlay(
+                        pixels[index],
+                        module.preprocessing,
+                        module.vocab.words,
+                        tokens,
+                        output.attentions[index, 0],
+                    )
+                )
+        append_line(
+            self.path,
+            json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}),
+        )
         views = [model_view(p, module.preprocessing) for p in pixels]
         for logger in trainer.loggers:
             show = next((f for kind, f in SHOW.items() if isinstance(logger, kind)), None)

@@ -4,11 +4,13 @@ Every logger receives train loss and learning rate per step and the val metrics 
 by the module), the hyperparameters with parameter counts (`log_run_hparams`), and, where it can
 show them, sample captions and attention overlays (`training.dashboards`).
 """
+
 from __future__ import annotations
 
 import netrc
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
@@ -29,15 +31,30 @@ def wandb_logged_in() -> bool:
 
 
 @register
-def wandb_logger(project: str = "captionlab", name: str | None = None, group: str | None = None,
-                 tags: Iterable[str] = (), save_dir: str = ".", mode: str | None = None,
-                 entity: str | None = None, log_model: bool = False) -> pl.loggers.WandbLogger:
+def wandb_logger(
+    project: str = "captionlab",
+    name: str | None = None,
+    group: str | None = None,
+    tags: Iterable[str] = (),
+    save_dir: str = ".",
+    mode: str | None = None,
+    entity: str | None = None,
+    log_model: bool = False,
+) -> pl.loggers.WandbLogger:
     """W&B runs offline (synced later with `wandb sync`) unless the user is logged in or sets
     WANDB_MODE; with neither, wandb would otherwise stop the run asking for a key."""
     mode = mode or os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
     os.makedirs(save_dir, exist_ok=True)
-    return pl.loggers.WandbLogger(project=project, name=name, group=group, tags=list(tags), save_dir=save_dir,
-                                  mode=mode, entity=entity, log_model=log_model)
+    return pl.loggers.WandbLogger(
+        project=project,
+        name=name,
+        group=group,
+        tags=list(tags),
+        save_dir=save_dir,
+        mode=mode,
+        entity=entity,
+        log_model=log_model,
+    )
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
@@ -47,8 +64,10 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
     if choices.get("model", "captioner") != "captioner":
         parts.append(choices["model"])
     else:
-        parts += [choices.get("decoder") or cfg.decoder._target_.rsplit(".", 1)[-1],
-                  choices.get("search") or cfg.search._target_.rsplit(".", 1)[-1]]
+        parts += [
+            choices.get("decoder") or cfg.decoder._target_.rsplit(".", 1)[-1],
+            choices.get("search") or cfg.search._target_.rsplit(".", 1)[-1],
+        ]
     group = choices.get("experiment") or cfg.get("task_name")
     tags = sorted({str(t) for t in cfg.get("tags") or []} | {str(p) for p in parts if p})
     return {"name": "-".join(str(p) for p in parts if p), "group": group, "tags": tags}

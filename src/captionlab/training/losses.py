@@ -1,5 +1,6 @@
 """Training objectives (`loss=` group). Each owns its training step: `prepare(datamodule)` once
 before fitting, then `step(captioner, batch)` -> {"loss": ..., other figures to log}."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.data.vocab import PAD_ID
 from captionlab.registry import register
+from captionlab.text import PAD_ID
 
 
 @register
@@ -26,11 +27,15 @@ class CrossEntropyLoss(nn.Module):
         """Nothing to prepare."""
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=PAD_ID, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=PAD_ID,
+            label_smoothing=self.label_smoothing,
+        )
 
     def step(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         tokens = batch["tokens"]
-        loss = self(captioner(batch), tokens.reshape(-1, tokens.shape[-1])[:, 1:])
-        extra = captioner.decoder.regularization()
+        logits, extra = captioner.teacher_forcing(batch)
+        loss = self(logits, tokens.reshape(-1, tokens.shape[-1])[:, 1:])
         return {"loss": loss if extra is None else loss + extra}

@@ -1,5 +1,6 @@
 """Random-number-generator states as plain data, so that a resumed run draws exactly what an
 uninterrupted one would (shuffling order, dropout), and checkpoints still load with weights_only."""
+
 from __future__ import annotations
 
 import random
@@ -11,8 +12,11 @@ import torch
 
 def capture_rng_states() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
-              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]}
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

@@ -6,6 +6,7 @@ mixed with BLEU-4, and push up the log-probability of captions that beat the bas
 reward of the image's other samples (`baseline: mean`, the default) or the reward of the greedy
 caption (`baseline: greedy`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from captionlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from captionlab.metrics.cider_d import CiderD
 from captionlab.registry import register
 from captionlab.search.greedy import GreedySearch
 from captionlab.search.sample import SampleSearch
+from captionlab.text import BOS_ID, EOS_ID, PAD_ID
 
 BASELINES = ("mean", "greedy")
 
@@ -37,18 +38,33 @@ def sentence_bleu4(candidate: str, references: list[str]) -> float:
 class SelfCriticalLoss(nn.Module):
     stage = "scst"
 
-    def __init__(self, baseline: str = "mean", num_samples: int = 5, cider_weight: float = 1.0,
-                 bleu4_weight: float = 0.0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 max_new_tokens: int = 20):
+    def __init__(
+        self,
+        baseline: str = "mean",
+        num_samples: int = 5,
+        cider_weight: float = 1.0,
+        bleu4_weight: float = 0.0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 20,
+    ):
         super().__init__()
         if baseline not in BASELINES:
             raise ValueError(f"loss.baseline={baseline}: choose one of {', '.join(BASELINES)}")
         if baseline == "mean" and num_samples < 2:
-            raise ValueError("loss.baseline=mean needs loss.num_samples >= 2 (the other samples are the baseline)")
+            raise ValueError(
+                "loss.baseline=mean needs loss.num_samples >= 2 (the other samples are the baseline)"
+            )
         self.baseline, self.num_samples = baseline, num_samples
         self.cider_weight, self.bleu4_weight = cider_weight, bleu4_weight
-        self.sampler = SampleSearch(temperature=temperature, top_k=top_k, top_p=top_p,
-                                    num_return_sequences=num_samples, max_new_tokens=max_new_tokens)
+        self.sampler = SampleSearch(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            num_return_sequences=num_samples,
+            max_new_tokens=max_new_tokens,
+        )
         self.greedy = GreedySearch(max_new_tokens=max_new_tokens)
         self.cider: CiderD | None = None
         self._references: list[list[str]] = []
@@ -64,7 +80,9 @@ class SelfCriticalLoss(nn.Module):
     def rewards(self, captions: list[str], indices: list[int]) -> torch.Tensor:
         values = []
         for caption, index in zip(captions, indices):
-            reward = self.cider_weight * self.cider.score(caption, self.cider.references(index, self._references[index]))
+            reward = self.cider_weight * self.cider.score(
+                caption, self.cider.references(index, self._references[index])
+            )
             if self.bleu4_weight:
                 reward += self.bleu4_weight * sentence_bleu4(caption, self._references[index])
             values.append(reward)
@@ -84,7 +102,9 @@ class SelfCriticalLoss(nn.Module):
         finally:
             captioner.train(was_training)
 
-    def _policy_gradient(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _policy_gradient(
+        self, captioner: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         memory = captioner.encode(batch)
         size, samples = memory.pooled.shape[0], self.num_samples
         indices = batch["index"].tolist()

@@ -1,15 +1,17 @@
 """Reading and writing the project's files: text read the same way everywhere (UTF-8, with or
 without a byte-order mark), results written atomically (a reader never sees half a file, and a
 full disk leaves the previous version in place and says so in one line)."""
+
 from __future__ import annotations
 
 import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from captionlab.errors import UserError
 
@@ -20,14 +22,18 @@ def read_text(path: str | Path, what: str = "file") -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise UserError(f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+        raise UserError(
+            f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from None
 
 
 def disk_error(err: OSError, path: Path) -> UserError:
     """The one-line message for a failed write."""
     if err.errno == errno.ENOSPC:
-        return UserError(f"no space left on {path.parent} while writing {path.name}: free some space "
-                         "or point paths.log_dir (or paths.cache_dir) at another disk")
+        return UserError(
+            f"no space left on {path.parent} while writing {path.name}: free some space "
+            "or point paths.log_dir (or paths.cache_dir) at another disk"
+        )
     return UserError(f"cannot write {path} ({err.strerror or err}): check that the folder is writable")
 
 
@@ -78,4 +84,6 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def write_predictions(path: Path, predictions: dict[Any, str]) -> None:
     """COCO results format: [{"image_id": ..., "caption": ...}]."""
-    write_json(path, [{"image_id": image_id, "caption": caption} for image_id, caption in predictions.items()])
+    write_json(
+        path, [{"image_id": image_id, "caption": caption} for image_id, caption in predictions.items()]
+    )

@@ -1,4 +1,5 @@
 """What produced a run: code version, packages, machine, command and data."""
+
 from __future__ import annotations
 
 import platform
@@ -10,8 +11,19 @@ from typing import Any
 
 import torch
 
-PACKAGES = ("captionlab", "torch", "torchvision", "timm", "pytorch-lightning", "hydra-core", "omegaconf",
-            "torchmetrics", "pycocoevalcap", "numpy", "pillow")
+PACKAGES = (
+    "captionlab",
+    "torch",
+    "torchvision",
+    "timm",
+    "pytorch-lightning",
+    "hydra-core",
+    "omegaconf",
+    "torchmetrics",
+    "pycocoevalcap",
+    "numpy",
+    "pillow",
+)
 
 
 def _git(root: Path, *args: str) -> str | None:

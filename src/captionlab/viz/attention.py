@@ -1,15 +1,17 @@
 """Attention overlays as in the Show, Attend and Tell figures: one panel per generated word, the
 image lit where the decoder looked. Drawn with Pillow alone (no plotting dependency)."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from captionlab.data.vocab import PAD_ID
+from captionlab.text import PAD_ID
 
 PANEL, LABEL, COLUMNS = 160, 18, 5
 
@@ -43,8 +45,13 @@ def attention_overlay(image: Image.Image, words: Sequence[str], attention: torch
     for index, (word, weights) in enumerate(zip(words, attention.float().cpu())):
         grid = weights.view(side, side).numpy()
         grid = grid / max(float(grid.max()), 1e-12)
-        light = np.asarray(Image.fromarray((grid * 255).astype(np.uint8)).resize((PANEL, PANEL), Image.BILINEAR),
-                           dtype=np.float32)[..., None] / 255.0
+        light = (
+            np.asarray(
+                Image.fromarray((grid * 255).astype(np.uint8)).resize((PANEL, PANEL), Image.BILINEAR),
+                dtype=np.float32,
+            )[..., None]
+            / 255.0
+        )
         panel = Image.fromarray((base * (0.25 + 0.75 * light)).astype(np.uint8))
         x, y = (index % columns) * PANEL, (index // columns) * (PANEL + LABEL)
         sheet.paste(panel, (x, y))
@@ -52,9 +59,16 @@ def attention_overlay(image: Image.Image, words: Sequence[str], attention: torch
     return sheet
 
 
-def caption_overlay(pixels: torch.Tensor, preprocessing: dict[str, Any], words: Sequence[str],
-                    sequence: torch.Tensor, attention: torch.Tensor) -> Image.Image:
+def caption_overlay(
+    pixels: torch.Tensor,
+    preprocessing: dict[str, Any],
+    words: Sequence[str],
+    sequence: torch.Tensor,
+    attention: torch.Tensor,
+) -> Image.Image:
     """The overlay of one generated caption: `sequence` [L] token ids (padding dropped; `<eos>`
     kept when it ended), `attention` [L, N], on the image as the encoder saw it (`pixels` [3, H, W])."""
     tokens = [int(t) for t in sequence if int(t) != PAD_ID]
-    return attention_overlay(model_view(pixels, preprocessing), [words[t] for t in tokens], attention[:len(tokens)])
+    return attention_overlay(
+        model_view(pixels, preprocessing), [words[t] for t in tokens], attention[: len(tokens)]
+    )

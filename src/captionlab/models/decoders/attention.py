@@ -6,23 +6,34 @@ deep output layer L_o(E y + L_h h + L_z z). h and c start from the mean grid fea
 adds the doubly stochastic penalty alpha_c * (1 - sum_t alpha_ti)^2, averaged over regions i and
 images (the paper sums over its 196 regions; the mean keeps the weight meaningful for any grid).
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from captionlab.data.vocab import PAD_ID
-from captionlab.models.decoders.base import CaptionDecoder, State
-from captionlab.models.encoders import EncoderOutput
+from captionlab.models.decoders.base import CaptionDecoder
 from captionlab.registry import register
+from captionlab.text import SpecialIds
+from captionlab.types import EncoderOutput, State
 
 
 @register
 class AttentionLSTMDecoder(CaptionDecoder):
-    def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int = 256, hidden_dim: int = 512,
-                 attention_dim: int = 512, dropout: float = 0.5, alpha_c: float = 1.0,
-                 embeddings_file: str | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        feature_dim: int,
+        embed_dim: int = 256,
+        hidden_dim: int = 512,
+        attention_dim: int = 512,
+        dropout: float = 0.5,
+        alpha_c: float = 1.0,
+        embeddings_file: str | None = None,
+        pad_id: int = SpecialIds.pad,
+    ):
         super().__init__()
+        self.pad_id = pad_id
         self.embeddings_file = embeddings_file
         self.vocab_size, self.alpha_c = vocab_size, alpha_c
         self.embed = nn.Embedding(vocab_size, embed_dim)
@@ -32,19 +43,27 @@ class AttentionLSTMDecoder(CaptionDecoder):
         self.attention_score = nn.Linear(attention_dim, 1)
         self.gate = nn.Linear(hidden_dim, feature_dim)
         self.cell = nn.LSTMCell(embed_dim + feature_dim, hidden_dim)
-        self.hidden_out, self.context_out = nn.Linear(hidden_dim, embed_dim), nn.Linear(feature_dim, embed_dim)
+        self.hidden_out, self.context_out = (
+            nn.Linear(hidden_dim, embed_dim),
+            nn.Linear(feature_dim, embed_dim),
+        )
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(embed_dim, vocab_size)
-        self._penalty: torch.Tensor | None = None
 
     def init_state(self, memory: EncoderOutput) -> State:
         mean = memory.grid.mean(dim=1)
-        return {"h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean)),
-                "memory_grid": memory.grid, "memory_grid_projection": self.grid_attention(memory.grid)}
+        return {
+            "h": torch.tanh(self.init_h(mean)),
+            "c": torch.tanh(self.init_c(mean)),
+            "memory_grid": memory.grid,
+            "memory_grid_projection": self.grid_attention(memory.grid),
+        }
 
     def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
         """One step from embedded words [B, E]: (logits [B, V], new state, attention [B, N])."""
-        scores = self.attention_score(torch.tanh(state["memory_grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1)))
+        scores = self.attention_score(
+            torch.tanh(state["memory_grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1))
+        )
         alpha = torch.softmax(scores.squeeze(-1), dim=-1)
         context = torch.bmm(alpha.unsqueeze(1), state["memory_grid"]).squeeze(1)  # no [B, N, D] temporary
         context = torch.sigmoid(self.gate(state["h"])) * context
@@ -52,7 +71,8 @@ class AttentionLSTMDecoder(CaptionDecoder):
         logits = self.output(self.dropout(words + self.hidden_out(h) + self.context_out(context)))
         return logits, {**state, "h": h, "c": c}, alpha
 
-    def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
+    def _unroll(self, memory: EncoderOutput, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits [B, T, V] and attention maps [B, T, N]."""
         state = self.init_state(memory)
         words = self.dropout(self.embed(tokens))
         logits, alphas = [], []
@@ -60,16 +80,22 @@ class AttentionLSTMDecoder(CaptionDecoder):
             step_logits, state, alpha = self._advance(words[:, t], state)
             logits.append(step_logits)
             alphas.append(alpha)
+        return torch.stack(logits, dim=1), torch.stack(alphas, dim=1)
+
+    def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
+        return self._unroll(memory, tokens)[0]
+
+    def teacher_forcing(
+        self, memory: EncoderOutput, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, alphas = self._unroll(memory, tokens)
+        if not (self.training and self.alpha_c > 0):
+            return logits, None
         # doubly stochastic regularisation over the real (non-padding) steps
-        mask = (tokens != PAD_ID).unsqueeze(-1).to(alphas[0].dtype)
-        attention_sum = (torch.stack(alphas, dim=1) * mask).sum(dim=1)
-        self._penalty = self.alpha_c * ((1.0 - attention_sum) ** 2).mean()
-        return torch.stack(logits, dim=1)
+        mask = (tokens != self.pad_id).unsqueeze(-1).to(alphas.dtype)
+        attention_sum = (alphas * mask).sum(dim=1)
+        return logits, self.alpha_c * ((1.0 - attention_sum) ** 2).mean()
 
     def step(self, tokens: torch.Tensor, state: State):
         logits, state, alpha = self._advance(self.embed(tokens), state)
         return torch.log_softmax(logits, dim=-1), state, alpha
-
-    def regularization(self) -> torch.Tensor | None:
-        penalty, self._penalty = self._penalty, None
-        return penalty if self.training and self.alpha_c > 0 else None

@@ -1,7 +1,8 @@
 """The decoder interface every search strategy relies on.
 
 - `forward(memory, tokens)`: teacher forcing; `tokens` [B, T] starts with `<bos>`; returns logits
-  [B, T, V] predicting the next token at every position.
+  [B, T, V] predicting the next token at every position. `teacher_forcing(memory, tokens)` returns
+  them with the decoder's extra training loss term (or None), which the loss adds.
 - `init_state(memory)` -> state; `step(tokens_t, state)` -> (logprobs [B, V], state, attention
   [B, N] or None); `reorder_state(state, index)` selects/reorders batch rows (beam search).
 
@@ -10,18 +11,17 @@ name starts with `memory` depend only on the image (projected grid, cross-attent
 search copies them once per beam and then leaves them alone (`reorder_beams`), instead of copying
 megabytes per step.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from captionlab.errors import UserError
-from captionlab.models.encoders import EncoderOutput
-
-State = dict[str, torch.Tensor]
+from captionlab.types import EncoderOutput, State
 
 
 class CaptionDecoder(nn.Module):
@@ -42,8 +42,10 @@ class CaptionDecoder(nn.Module):
                 if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                     continue  # word2vec header: "<count> <dim>"
                 if len(parts) - 1 != dim:
-                    raise UserError(f"{path}:{number}: vectors have {len(parts) - 1} dimensions but the decoder's "
-                                    f"embeddings have {dim}; set decoder.embed_dim (or dim) to {len(parts) - 1}")
+                    raise UserError(
+                        f"{path}:{number}: vectors have {len(parts) - 1} dimensions but the decoder's "
+                        f"embeddings have {dim}; set decoder.embed_dim (or dim) to {len(parts) - 1}"
+                    )
                 if parts[0] in index:
                     self.embed.weight[index[parts[0]]] = torch.tensor([float(x) for x in parts[1:]])
                     found += 1
@@ -55,7 +57,7 @@ class CaptionDecoder(nn.Module):
     def init_state(self, memory: EncoderOutput) -> State:
         raise NotImplementedError
 
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, Optional[torch.Tensor]]:
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         raise NotImplementedError
 
     def reorder_state(self, state: State, index: torch.Tensor) -> State:
@@ -64,9 +66,14 @@ class CaptionDecoder(nn.Module):
     def reorder_beams(self, state: State, index: torch.Tensor) -> State:
         """`reorder_state` for an index that moves rows only among the beams of the same image,
         whose `memory*` entries are equal, so those stay as they are."""
-        return {key: value if key.startswith("memory") else value.index_select(0, index) for key, value in state.items()}
+        return {
+            key: value if key.startswith("memory") else value.index_select(0, index)
+            for key, value in state.items()
+        }
 
-    def regularization(self) -> torch.Tensor | None:
-        """An extra loss term from the last teacher-forced forward (e.g. attention's doubly
-        stochastic penalty); None when the decoder has none."""
-        return None
+    def teacher_forcing(
+        self, memory: EncoderOutput, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`forward`'s logits and the decoder's extra training loss term computed in the same pass
+        (e.g. attention's doubly stochastic penalty, in training mode); None when it has none."""
+        return self(memory, tokens), None

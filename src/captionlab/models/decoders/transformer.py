@@ -4,6 +4,7 @@ positions, tied input/output embeddings, and incremental decoding with a key/val
 
 The attention returned for visualisation is the last layer's cross-attention averaged over heads.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.models.decoders.base import CaptionDecoder, State
-from captionlab.models.encoders import EncoderOutput
+from captionlab.models.decoders.base import CaptionDecoder
 from captionlab.registry import register
+from captionlab.types import EncoderOutput, State
 
 
 class Attention(nn.Module):
@@ -27,8 +28,9 @@ class Attention(nn.Module):
     def split(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`keys`/`values` are already split into heads [B, heads, S, head_dim]."""
         q = self.split(self.query(x))
         scores = q @ keys.transpose(-1, -2) / math.sqrt(self.head_dim)
@@ -42,9 +44,14 @@ class Attention(nn.Module):
 class DecoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float):
         super().__init__()
-        self.self_attention, self.cross_attention = Attention(dim, heads, dropout), Attention(dim, heads, dropout)
+        self.self_attention, self.cross_attention = (
+            Attention(dim, heads, dropout),
+            Attention(dim, heads, dropout),
+        )
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.feed_forward = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.feed_forward = nn.Sequential(
+            nn.Linear(dim, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, self_keys, self_values, memory_keys, memory_values, causal_mask=None):
@@ -65,24 +72,41 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
 
 @register
 class TransformerDecoder(CaptionDecoder):
-    def __init__(self, vocab_size: int, feature_dim: int, dim: int = 512, num_layers: int = 3, num_heads: int = 8,
-                 ff_dim: int = 2048, dropout: float = 0.1, num_encoder_layers: int = 0,
-                 positions: str = "learned", max_len: int = 64, tie_embeddings: bool = True,
-                 embeddings_file: str | None = None):
+    def __init__(
+        self,
+        vocab_size: int,
+        feature_dim: int,
+        dim: int = 512,
+        num_layers: int = 3,
+        num_heads: int = 8,
+        ff_dim: int = 2048,
+        dropout: float = 0.1,
+        num_encoder_layers: int = 0,
+        positions: str = "learned",
+        max_len: int = 64,
+        tie_embeddings: bool = True,
+        embeddings_file: str | None = None,
+    ):
         super().__init__()
         if positions not in ("learned", "sinusoidal"):
             raise ValueError(f"positions={positions}: use learned or sinusoidal")
         self.vocab_size, self.dim, self.embeddings_file = vocab_size, dim, embeddings_file
         self.embed = nn.Embedding(vocab_size, dim)
         # N(0, 1/dim): inputs scaled by sqrt(dim) have unit variance, and tied output logits start small
-        nn.init.normal_(self.embed.weight, std=dim ** -0.5)
+        nn.init.normal_(self.embed.weight, std=dim**-0.5)
         if positions == "learned":
             self.positions = nn.Parameter(torch.randn(max_len, dim) * 0.02)
         else:
             self.register_buffer("positions", sinusoidal_positions(max_len, dim), persistent=False)
         self.memory_projection = nn.Sequential(nn.Linear(feature_dim, dim), nn.LayerNorm(dim))
-        encoder_layer = nn.TransformerEncoderLayer(dim, num_heads, ff_dim, dropout, batch_first=True, norm_first=True)
-        self.memory_encoder = nn.TransformerEncoder(encoder_layer, num_encoder_layers, enable_nested_tensor=False) if num_encoder_layers else None
+        encoder_layer = nn.TransformerEncoderLayer(
+            dim, num_heads, ff_dim, dropout, batch_first=True, norm_first=True
+        )
+        self.memory_encoder = (
+            nn.TransformerEncoder(encoder_layer, num_encoder_layers, enable_nested_tensor=False)
+            if num_encoder_layers
+            else None
+        )
         self.layers = nn.ModuleList(DecoderLayer(dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
@@ -104,7 +128,7 @@ class TransformerDecoder(CaptionDecoder):
 
     def _inputs(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         length = tokens.shape[1]
-        return self.dropout(self.embed(tokens) * math.sqrt(self.dim) + self.positions[start:start + length])
+        return self.dropout(self.embed(tokens) * math.sqrt(self.dim) + self.positions[start : start + length])
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
         cross = self._memory_keys(self._memory(memory))
@@ -122,8 +146,14 @@ class TransformerDecoder(CaptionDecoder):
         state = self._memory_keys(self._memory(memory))
         batch, device = memory.grid.shape[0], memory.grid.device
         for i, layer in enumerate(self.layers):
-            empty = torch.zeros(batch, layer.self_attention.heads, 0, layer.self_attention.head_dim, device=device,
-                                dtype=memory.grid.dtype)
+            empty = torch.zeros(
+                batch,
+                layer.self_attention.heads,
+                0,
+                layer.self_attention.head_dim,
+                device=device,
+                dtype=memory.grid.dtype,
+            )
             state[f"self_k{i}"], state[f"self_v{i}"] = empty, empty
         state["length"] = torch.zeros(batch, dtype=torch.long, device=device)
         return state
@@ -135,8 +165,12 @@ class TransformerDecoder(CaptionDecoder):
         new_state = dict(state)
         for i, layer in enumerate(self.layers):
             normed = layer.norm1(x)
-            keys = torch.cat([state[f"self_k{i}"], layer.self_attention.split(layer.self_attention.key(normed))], dim=2)
-            values = torch.cat([state[f"self_v{i}"], layer.self_attention.split(layer.self_attention.value(normed))], dim=2)
+            keys = torch.cat(
+                [state[f"self_k{i}"], layer.self_attention.split(layer.self_attention.key(normed))], dim=2
+            )
+            values = torch.cat(
+                [state[f"self_v{i}"], layer.self_attention.split(layer.self_attention.value(normed))], dim=2
+            )
             new_state[f"self_k{i}"], new_state[f"self_v{i}"] = keys, values
             x, weights = layer(x, keys, values, state[f"memory_k{i}"], state[f"memory_v{i}"])
         new_state["length"] = state["length"] + 1

@@ -1,5 +1,6 @@
 """The training pipeline behind `python train.py`: data, model, fit, then the best checkpoint
 scored on val and test, with every result written into the run folder."""
+
 from __future__ import annotations
 
 import inspect
@@ -8,17 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from captionlab.checkpoint import checkpoint_hparams, load_module, read_checkpoint
+from captionlab.checkpoint_file import checkpoint_hparams, read_checkpoint
 from captionlab.errors import UserError, require_int
-from captionlab.metrics.scorer import METRIC_NAMES
+from captionlab.features import use_cached_features
+from captionlab.pipelines.common import (
+    default_device,
+    ensure_writable,
+    hydra_choices,
+    instantiate_all,
+    metrics_table,
+)
 from captionlab.registry import build
+from captionlab.systems.base import BaseSystem, system_class
+from captionlab.systems.loading import load_system
 from captionlab.training.checkpoint_io import AtomicCheckpointIO
 from captionlab.training.loggers import fill_identity, finish_loggers, run_hparams, run_identity
-from captionlab.training.module import CaptioningModule, module_class
 from captionlab.utils.io import write_json, write_predictions
 from captionlab.utils.provenance import provenance
 
@@ -28,39 +36,24 @@ log = logging.getLogger(__name__)
 MODULE_SECTIONS = ("model", "data", "encoder", "decoder", "search", "loss", "optim", "metrics")
 
 
-def ensure_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"cannot write to the output folder {folder} ({err.strerror}): "
-                        "set paths.log_dir (or hydra.run.dir) to a writable folder") from None
-
-
-def instantiate_all(section: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger section (entries may be null)."""
-    if not section:
-        return []
-    return [instantiate(entry) for entry in section.values() if entry and "_target_" in entry]
-
-
-def metrics_table(results: dict[str, dict[str, Any]]) -> str:
-    """Scores x100, as papers print them."""
-    names = [n for n in METRIC_NAMES if any(n in r for r in results.values())]
-    lines = ["split  images  " + "  ".join(f"{n:>7}" for n in names)]
-    for split, scores in results.items():
-        cells = "  ".join(f"{100 * scores[n]:7.2f}" if n in scores else f"{'-':>7}" for n in names)
-        lines.append(f"{split:<5}  {scores['num_images']:>6}  {cells}")
-    return "\n".join(lines)
-
-
 # settings (last part of the key) that change neither the weights nor the data's meaning: where files
 # are, how they are loaded, where the initial weights came from; a resume may differ in them
-RESUME_IGNORED = {"root", "cache_dir", "feature_cache_dir", "cache_features", "on_error", "batch_size",
-                  "eval_batch_size", "num_workers", "max_image_pixels", "allow_split_overlap", "pretrained",
-                  "checkpoint", "lr_mult", "embeddings_file"}
+RESUME_IGNORED = {
+    "root",
+    "cache_dir",
+    "feature_cache_dir",
+    "cache_features",
+    "on_error",
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+    "max_image_pixels",
+    "allow_split_overlap",
+    "pretrained",
+    "checkpoint",
+    "lr_mult",
+    "embeddings_file",
+}
 RESUME_SECTIONS = ("model", "data", "encoder", "decoder")
 
 
@@ -87,27 +80,37 @@ def check_resume(cfg: DictConfig) -> dict[str, Any]:
         now = _flatten(OmegaConf.to_container(cfg[section], resolve=True), section)
         for key in sorted(set(then) | set(now)):
             if key.rsplit(".", 1)[-1] not in RESUME_IGNORED and then.get(key) != now.get(key):
-                differences.append(f"{key}={_short(now.get(key, '(not set)'))} "
-                                   f"(the checkpoint's run: {_short(then.get(key, '(not set)'))})")
+                differences.append(
+                    f"{key}={_short(now.get(key, '(not set)'))} "
+                    f"(the checkpoint's run: {_short(then.get(key, '(not set)'))})"
+                )
     if differences:
-        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
-        raise UserError(f"cannot resume from {cfg.ckpt_path}: this command composes another model or data: {shown}; "
-                        "repeat the run's own options (its .hydra/overrides.yaml)")
+        shown = "; ".join(differences[:4]) + (
+            f"; and {len(differences) - 4} more" if len(differences) > 4 else ""
+        )
+        raise UserError(
+            f"cannot resume from {cfg.ckpt_path}: this command composes another model or data: {shown}; "
+            "repeat the run's own options (its .hydra/overrides.yaml)"
+        )
     return checkpoint
 
 
-def _check_resume_weights(module: CaptioningModule, checkpoint: dict[str, Any], path: str) -> None:
+def _check_resume_weights(module: BaseSystem, checkpoint: dict[str, Any], path: str) -> None:
     """The resumed weights fit the model built now (e.g. the vocabulary, from the data, is the same)."""
     if module.vocab.words != list(checkpoint["hyper_parameters"]["vocab"]):
-        raise UserError(f"cannot resume from {path}: the data now gives another vocabulary "
-                        f"({len(module.vocab)} words, the checkpoint's run had {len(checkpoint['hyper_parameters']['vocab'])}); "
-                        "resume on the run's own data")
+        raise UserError(
+            f"cannot resume from {path}: the data now gives another vocabulary "
+            f"({len(module.vocab)} words, the checkpoint's run had {len(checkpoint['hyper_parameters']['vocab'])}); "
+            "resume on the run's own data"
+        )
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
     if expected != found:
         key = next(k for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k))
-        raise UserError(f"cannot resume from {path}: its weights do not fit this model ({key}: "
-                        f"{found.get(key, 'absent')} in the checkpoint, {expected.get(key, 'absent')} here)")
+        raise UserError(
+            f"cannot resume from {path}: its weights do not fit this model ({key}: "
+            f"{found.get(key, 'absent')} in the checkpoint, {expected.get(key, 'absent')} here)"
+        )
 
 
 def check_run_options(cfg: DictConfig) -> None:
@@ -116,13 +119,22 @@ def check_run_options(cfg: DictConfig) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise UserError(f"seed={seed!r}: give a whole number from 0 to {2**32 - 1}")
     trainer = cfg.trainer
-    for key, minimum in (("max_epochs", -1), ("min_epochs", 0), ("max_steps", -1), ("accumulate_grad_batches", 1),
-                         ("check_val_every_n_epoch", 1), ("log_every_n_steps", 1), ("num_sanity_val_steps", -1)):
+    for key, minimum in (
+        ("max_epochs", -1),
+        ("min_epochs", 0),
+        ("max_steps", -1),
+        ("accumulate_grad_batches", 1),
+        ("check_val_every_n_epoch", 1),
+        ("log_every_n_steps", 1),
+        ("num_sanity_val_steps", -1),
+    ):
         if trainer.get(key) is not None:
             require_int(trainer[key], f"trainer.{key}", minimum)
     if cfg.get("init_from") and cfg.get("ckpt_path"):
-        raise UserError("give either init_from (a new stage from a checkpoint's weights) or ckpt_path "
-                        "(resume a stopped run), not both")
+        raise UserError(
+            "give either init_from (a new stage from a checkpoint's weights) or ckpt_path "
+            "(resume a stopped run), not both"
+        )
 
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
@@ -135,7 +147,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     module_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in MODULE_SECTIONS}
     if cfg.get("init_from"):
         # a new stage (e.g. loss=scst) from a trained checkpoint: its model, vocabulary and preprocessing
-        module = load_module(cfg.init_from, training=module_config)
+        module = load_system(cfg.init_from, training=module_config)
         log.info("initialised from %s (stage %s)", cfg.init_from, module.hparams["stage"])
         datamodule = build(cfg.data, "data", vocab=module.vocab)
     else:
@@ -144,23 +156,24 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     for line in datamodule.report:
         log.info(line)
     if module is None:
-        module = module_class(cfg.model._target_, "model")(module_config, datamodule.vocab.words)
+        module = system_class(cfg.model._target_, "model")(module_config, datamodule.vocab.words)
     else:
         _check_vocabulary_coverage(datamodule, cfg)
     if resumed is not None:
         _check_resume_weights(module, resumed, cfg.ckpt_path)
     if cfg.get("compile_decoder"):
-        # the bound method, not the module: parameter names (and so checkpoints) stay the same
-        decoder = module.captioner.decoder
-        decoder.forward = torch.compile(decoder.forward, backend=cfg.get("compile_backend", "inductor"))
+        module.captioner.compile_teacher_forcing(cfg.get("compile_backend", "inductor"))
     datamodule.set_preprocessing(module.preprocessing)
-    if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
+    if use_cached_features(datamodule, module.captioner.encoder, default_device()):
         log.info(datamodule.report[-1])
 
     fill_identity(cfg.get("logger"), run_identity(cfg, hydra_choices()))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
-                                      logger=instantiate_all(cfg.get("logger")) or False,
-                                      plugins=[AtomicCheckpointIO()])
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_all(cfg.get("callbacks")),
+        logger=instantiate_all(cfg.get("logger")) or False,
+        plugins=[AtomicCheckpointIO()],
+    )
     try:
         return _fit_and_score(cfg, trainer, module, datamodule, output_dir)
     finally:
@@ -171,26 +184,24 @@ def _check_vocabulary_coverage(datamodule, cfg: DictConfig) -> None:
     """A new stage on other data: the checkpoint's vocabulary must know most of the training words."""
     coverage, minimum = datamodule.vocab_coverage, float(cfg.get("init_from_min_coverage", 0.0))
     if coverage is not None and coverage < minimum:
-        raise UserError(f"init_from={cfg.init_from}: its vocabulary covers only {100 * coverage:.1f}% of the words of "
-                        f"data={datamodule.name}'s training captions (the rest would become <unk>); train on the "
-                        f"checkpoint's data, or set init_from_min_coverage={coverage:.2f} to accept it")
+        raise UserError(
+            f"init_from={cfg.init_from}: its vocabulary covers only {100 * coverage:.1f}% of the words of "
+            f"data={datamodule.name}'s training captions (the rest would become <unk>); train on the "
+            f"checkpoint's data, or set init_from_min_coverage={coverage:.2f} to accept it"
+        )
 
 
-def hydra_choices() -> dict[str, str]:
-    """The config group options of this run (empty when the config was not composed by a Hydra app)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    return {k: v for k, v in HydraConfig.get().runtime.choices.items() if v and not k.startswith("hydra")}
-
-
-def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModule, datamodule, output_dir: Path) -> dict[str, Any]:
+def _fit_and_score(
+    cfg: DictConfig, trainer: pl.Trainer, module: BaseSystem, datamodule, output_dir: Path
+) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(run_hparams(cfg, module))
     if trainer.is_global_zero:  # one run folder, written by one process
         module.vocab.save(output_dir / "vocab.json")
-        write_json(output_dir / "provenance.json", provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report))
+        write_json(
+            output_dir / "provenance.json",
+            provenance(Path(cfg.paths.root_dir), datamodule.fingerprint(), datamodule.report),
+        )
         write_json(output_dir / "search.json", module.search.config())
 
     # every checkpoint Lightning reads (the resumed one, the best one) loads as weights only, as
@@ -218,12 +229,18 @@ def _fit_and_score(cfg: DictConfig, trainer: pl.Trainer, module: CaptioningModul
                 write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
         else:
             log.warning(f"data={datamodule.name} has no test captions: test stage skipped")
-    summary = {**results, "best_checkpoint": best, "best_epoch": module.loaded_epoch if best else None, "data": datamodule.name}
+    summary = {
+        **results,
+        "best_checkpoint": best,
+        "best_epoch": module.loaded_epoch if best else None,
+        "data": datamodule.name,
+    }
     if datamodule.unreadable:  # images that did not decode, skipped under data.on_error=skip
-        summary["skipped_images"] = {split: sorted(map(str, ids)) for split, ids in datamodule.unreadable.items()}
+        summary["skipped_images"] = {
+            split: sorted(map(str, ids)) for split, ids in datamodule.unreadable.items()
+        }
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", summary)
         log.info("metrics (x100) of %s:\n%s", best or "the final weights", metrics_table(results))
         log.info("run folder: %s", output_dir)
     return summary
-

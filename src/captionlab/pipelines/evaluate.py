@@ -7,6 +7,7 @@
 
 Results go into a run folder of their own (`outputs/eval/runs/<time>/`).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from captionlab.checkpoint import load_module
 from captionlab.data.records import canonical_split
 from captionlab.errors import UserError
+from captionlab.features import use_cached_features
 from captionlab.metrics.diversity import diversity
 from captionlab.metrics.scorer import get_scorer
+from captionlab.pipelines.common import default_device, ensure_writable, metrics_table
 from captionlab.registry import build
-from captionlab.train import ensure_writable, metrics_table
+from captionlab.systems.loading import load_system
 from captionlab.utils.io import read_text, write_json, write_predictions
 
 log = logging.getLogger(__name__)
@@ -47,43 +48,64 @@ def read_results_file(path: str | Path, references: dict[Any, list[str]]) -> dic
     except FileNotFoundError:
         raise UserError(f"predictions file not found: {path}") from None
     except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not JSON ({err}); expected COCO results [{{\"image_id\", \"caption\"}}]") from None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"image_id", "caption"} <= set(e) for e in entries):
-        raise UserError(f"{path}: expected COCO results format, a list of {{\"image_id\": ..., \"caption\": ...}}")
+        raise UserError(
+            f'{path} is not JSON ({err}); expected COCO results [{{"image_id", "caption"}}]'
+        ) from None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and {"image_id", "caption"} <= set(e) for e in entries
+    ):
+        raise UserError(
+            f'{path}: expected COCO results format, a list of {{"image_id": ..., "caption": ...}}'
+        )
     predictions: dict[Any, str] = {}
     for number, entry in enumerate(entries):
         if isinstance(entry["image_id"], bool) or not isinstance(entry["image_id"], (int, str)):
-            raise UserError(f"{path}: entry {number} has an image_id that is neither a number nor a string "
-                            f"({json.dumps(entry['image_id'])[:60]})")
+            raise UserError(
+                f"{path}: entry {number} has an image_id that is neither a number nor a string "
+                f"({json.dumps(entry['image_id'])[:60]})"
+            )
         if not isinstance(entry["caption"], str):
-            raise UserError(f"{path}: entry {number} (image_id {entry['image_id']!r}) has a caption that is not a string "
-                            f"({json.dumps(entry['caption'])[:60]}); give each image one caption string")
+            raise UserError(
+                f"{path}: entry {number} (image_id {entry['image_id']!r}) has a caption that is not a string "
+                f"({json.dumps(entry['caption'])[:60]}); give each image one caption string"
+            )
         if entry["image_id"] in predictions:
-            raise UserError(f"{path}: image_id {entry['image_id']!r} has more than one caption; keep one per image")
+            raise UserError(
+                f"{path}: image_id {entry['image_id']!r} has more than one caption; keep one per image"
+            )
         predictions[entry["image_id"]] = entry["caption"]
     unknown = [i for i in predictions if i not in references]
     if unknown:
-        raise UserError(f"{path}: {len(unknown)} image ids are not in this split (e.g. {unknown[0]!r}); "
-                        "check data= and split=")
+        raise UserError(
+            f"{path}: {len(unknown)} image ids are not in this split (e.g. {unknown[0]!r}); "
+            "check data= and split="
+        )
     return predictions
 
 
 def _caption_with_checkpoint(cfg: DictConfig, split: str):
     """(datamodule, predictions, scores) of the checkpoint's captions of `split`."""
-    module = load_module(cfg.ckpt_path)
+    # the system is built from its final config: the checkpoint's, with the search named on the
+    # command line and this evaluation's metrics (every image scored too, for finding failures)
+    metrics = {
+        "meteor_every_epoch": False,
+        "meteor_final": bool(cfg.metrics.meteor),
+        "spice": bool(cfg.metrics.spice),
+        "per_image": True,
+    }
     search = _section(cfg, "search")
-    if search is not None:
-        module.set_search(search)
-    module.config["metrics"] = {"meteor_every_epoch": False, "meteor_final": bool(cfg.metrics.meteor),
-                                "spice": bool(cfg.metrics.spice)}
-    module.per_image_scores = True
+    module = load_system(
+        cfg.ckpt_path, overrides={"metrics": metrics, **({"search": search} if search else {})}
+    )
     data = _section(cfg, "data") or module.config.get("data")
     if data is None:
-        raise UserError(f"{cfg.ckpt_path} does not record its data: name it, e.g. data=flickr8k data.root=<folder>")
+        raise UserError(
+            f"{cfg.ckpt_path} does not record its data: name it, e.g. data=flickr8k data.root=<folder>"
+        )
     datamodule = build(data, "data", vocab=module.vocab, preprocessing=module.preprocessing)
     datamodule.prepare()
     datamodule.split(split)  # a clear error when the data has no such split
-    if datamodule.setup_feature_cache(module.captioner.encoder, "cuda" if torch.cuda.is_available() else "cpu"):
+    if use_cached_features(datamodule, module.captioner.encoder, default_device()):
         log.info(datamodule.report[-1])
     datamodule.test_split = split
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
@@ -99,8 +121,13 @@ def _score_results_file(cfg: DictConfig, split: str):
     datamodule = build(data, "data")
     references = datamodule.references(split)
     predictions = read_results_file(cfg.predictions, references)
-    scores = get_scorer().score(predictions, references, meteor=bool(cfg.metrics.meteor), per_image=True,
-                                  spice=bool(cfg.metrics.spice))
+    scores = get_scorer().score(
+        predictions,
+        references,
+        meteor=bool(cfg.metrics.meteor),
+        per_image=True,
+        spice=bool(cfg.metrics.spice),
+    )
     return datamodule, predictions, scores, {"predictions": str(Path(cfg.predictions).resolve())}
 
 
@@ -109,7 +136,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if split not in EVALUATED_SPLITS:
         raise UserError(f"split={cfg.split}: choose val (dev) or test")
     if not cfg.get("ckpt_path") and not cfg.get("predictions"):
-        raise UserError("give ckpt_path=<run>/checkpoints/best.ckpt (or predictions=<COCO results file> data=...)")
+        raise UserError(
+            "give ckpt_path=<run>/checkpoints/best.ckpt (or predictions=<COCO results file> data=...)"
+        )
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
 
@@ -122,10 +151,17 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     if pl.utilities.rank_zero.rank_zero_only.rank == 0:
         write_json(output_dir / "metrics.json", summary)
         write_predictions(output_dir / f"predictions_{split}.json", predictions)
-        write_json(output_dir / f"per_image_{split}.json",
-                   [{"image_id": image_id, "caption": predictions[image_id], **values} for image_id, values in per_image.items()])
+        write_json(
+            output_dir / f"per_image_{split}.json",
+            [
+                {"image_id": image_id, "caption": predictions[image_id], **values}
+                for image_id, values in per_image.items()
+            ],
+        )
         print(metrics_table({split: scores}))
-        print(f"diversity: {scores['distinct_words']} distinct words, {100 * scores['novel_captions']:.1f}% of captions "
-              f"not in the training captions, {scores['mean_length']:.2f} words per caption")
+        print(
+            f"diversity: {scores['distinct_words']} distinct words, {100 * scores['novel_captions']:.1f}% of captions "
+            f"not in the training captions, {scores['mean_length']:.2f} words per caption"
+        )
         log.info("run folder: %s", output_dir)
     return summary

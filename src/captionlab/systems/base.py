@@ -1,10 +1,11 @@
-"""The LightningModules: what every captioning model shares (generation and scoring on val/test,
-optimizers, checkpoints), and the neural captioner trained by its loss.
+"""What every captioning system (the LightningModule of a `conf/model` option) shares: generation
+and scoring on val/test, optimizers, checkpoints.
 
 Its hyperparameters are plain data (the component configs, the vocabulary's words, the image
 preprocessing, the training stage): together with the weights they make a checkpoint
 self-contained, and nothing in it is a pickled object.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -12,31 +13,32 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.trainer.states import TrainerFn
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
-from captionlab.data.vocab import Vocabulary
-from captionlab.training.rng import capture_rng_states, restore_rng_states
+from captionlab.errors import UserError
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
-from captionlab.models.captioner import Captioner
-from captionlab.errors import UserError
-from captionlab.registry import build, register, registered_class
+from captionlab.registry import build, registered_class
+from captionlab.text import Vocabulary
+from captionlab.training.rng import capture_rng_states, restore_rng_states
 
 log = logging.getLogger(__name__)
 
 
-def module_class(target: str, what: str) -> type["CaptioningModule"]:
-    """The captioning model class a `model._target_` names (registered, and a CaptioningModule)."""
+def system_class(target: str, what: str) -> type[BaseSystem]:
+    """The system class a `model._target_` names (registered, and a BaseSystem)."""
     cls = registered_class(target, what)
-    if not (isinstance(cls, type) and issubclass(cls, CaptioningModule)):
-        raise UserError(f"{what}: '_target_: {target}' is not a captioning model (model=captioner, knn or template)")
+    if not (isinstance(cls, type) and issubclass(cls, BaseSystem)):
+        raise UserError(
+            f"{what}: '_target_: {target}' is not a captioning model (model=captioner, knn or template)"
+        )
     return cls
 
 
-class CaptioningModule(pl.LightningModule):
+class BaseSystem(pl.LightningModule):
     """What every captioning model shares: generation on val/test, scoring on whole splits,
     `val/cider_best`, checkpoints that hold plain data only (and the random states for resuming).
 
@@ -44,7 +46,9 @@ class CaptioningModule(pl.LightningModule):
     TimmEncoder) and `generate(batch, search) -> SearchOutput`, and define how they train.
     """
 
-    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None, stage: str):
+    def __init__(
+        self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None, stage: str
+    ):
         """`config` holds the model, data, encoder, decoder, search, loss, optim and metrics sections;
         `stage` names the training stage the weights come from (xe, scst, retrieval, ...)."""
         super().__init__()
@@ -53,15 +57,20 @@ class CaptioningModule(pl.LightningModule):
         self.captioner = self.build_captioner(config)
         self.search = build(config["search"], "search")
         # loggers get a flat view with parameter counts instead (train.py), not the vocabulary
-        self.save_hyperparameters({"config": config, "vocab": list(vocab),
-                                   "preprocessing": preprocessing or self.captioner.encoder.preprocessing,
-                                   "stage": stage}, logger=False)
+        self.save_hyperparameters(
+            {
+                "config": config,
+                "vocab": list(vocab),
+                "preprocessing": preprocessing or self.captioner.encoder.preprocessing,
+                "stage": stage,
+            },
+            logger=False,
+        )
         self.generated = GeneratedCaptions(max_len=self.caption_capacity())
         self.register_buffer("cider_best", torch.tensor(0.0))
         self.predictions: dict[str, dict[Any, str]] = {}
         self.scores: dict[str, dict[str, Any]] = {}
         self.loaded_epoch: int | None = None
-        self.per_image_scores = False  # evaluate.py: also score every image (for finding failures)
 
     def build_captioner(self, config: dict[str, Any]) -> nn.Module:
         raise NotImplementedError
@@ -84,10 +93,6 @@ class CaptioningModule(pl.LightningModule):
     def preprocessing(self) -> dict[str, Any]:
         return self.hparams["preprocessing"]
 
-    def set_search(self, search_config: dict[str, Any]) -> None:
-        """Decode with other settings (e.g. evaluate.py's search=beam)."""
-        self.search = build(search_config, "search")  # the val/test epoch hooks size the collector for it
-
     @property
     def _fitting(self) -> bool:
         return self.trainer.state.fn == TrainerFn.FITTING
@@ -96,9 +101,11 @@ class CaptioningModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         trainable = any(p.requires_grad for p in self.parameters())
         if stage == "fit" and self.trainer.world_size > 1 and not trainable:
-            raise UserError(f"{type(self).__name__} learns without gradients (one pass over the training images), "
-                            "which multi-process training cannot wrap: train it in one process (trainer=default or "
-                            "trainer=gpu); evaluate.py may still use several")
+            raise UserError(
+                f"{type(self).__name__} learns without gradients (one pass over the training images), "
+                "which multi-process training cannot wrap: train it in one process (trainer=default or "
+                "trainer=gpu); evaluate.py may still use several"
+            )
 
     def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """{"loss": ..., other figures to log} for one batch; {} when the model learns without a gradient."""
@@ -116,7 +123,9 @@ class CaptioningModule(pl.LightningModule):
             if name != "loss":
                 self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=size)
         if self._trainer is not None and self.trainer.optimizers:
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+            self.log(
+                "train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False
+            )
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -137,7 +146,10 @@ class CaptioningModule(pl.LightningModule):
         needs_total = "total_steps" in inspect.signature(factory).parameters
         extra = {"total_steps": int(self.trainer.estimated_stepping_batches)} if needs_total else {}
         scheduler = factory(optimizer, **extra)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": optim.get("interval", "epoch")}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": optim.get("interval", "epoch")},
+        }
 
     # generation and scoring ------------------------------------------------------------------
     def _generate_step(self, batch: dict[str, torch.Tensor]) -> None:
@@ -176,23 +188,34 @@ class CaptioningModule(pl.LightningModule):
         generated = self.generated.compute()
         self.generated.reset()
         records = self.trainer.datamodule.split(split)
-        predictions = {records[i].image_id: self.vocab.decode(tokens) for i, tokens in sorted(generated.items())}
+        predictions = {
+            records[i].image_id: self.vocab.decode(tokens) for i, tokens in sorted(generated.items())
+        }
         metrics = self.config["metrics"]
         meteor = metrics["meteor_every_epoch"] if self._fitting else metrics["meteor_final"]
         references = self.trainer.datamodule.references(split)
         skipped = self.trainer.datamodule.unreadable.get(split, {})
         if skipped:  # images that did not decode (data.on_error=skip): scored without them, and said so
-            log.warning(f"{split}: {len(skipped)} of {len(references)} images could not be decoded and are not scored "
-                        "(data.on_error=skip)")
+            log.warning(
+                f"{split}: {len(skipped)} of {len(references)} images could not be decoded and are not scored "
+                "(data.on_error=skip)"
+            )
             references = {image_id: refs for image_id, refs in references.items() if image_id not in skipped}
         if len(predictions) < len(references):
             # Only under limit_*_batches / fast_dev_run: such scores are not comparable (CIDEr
             # depends on the whole set of images), so say so.
-            log.warning(f"{split}: scoring {len(predictions)} of {len(references)} images (limited run); "
-                        "these scores are not comparable with full-split scores")
+            log.warning(
+                f"{split}: scoring {len(predictions)} of {len(references)} images (limited run); "
+                "these scores are not comparable with full-split scores"
+            )
             references = {image_id: references[image_id] for image_id in predictions}
-        scores = get_scorer().score(predictions, references, meteor=meteor, per_image=self.per_image_scores,
-                                         spice=bool(metrics.get("spice", False)) and not self._fitting)
+        scores = get_scorer().score(
+            predictions,
+            references,
+            meteor=meteor,
+            per_image=bool(metrics.get("per_image", False)),
+            spice=bool(metrics.get("spice", False)) and not self._fitting,
+        )
         scores["complete_split"] = len(references) == len(records)
         if skipped:
             scores["skipped_images"] = len(skipped)
@@ -202,30 +225,3 @@ class CaptioningModule(pl.LightningModule):
                 self.log(f"{prefix}/{name}", scores[name], sync_dist=False)
         self.predictions[split], self.scores[split] = predictions, scores
         return scores
-
-
-@register
-class CaptionModule(CaptioningModule):
-    """A neural captioner (encoder + decoder, decoded by the search strategy) trained by its loss:
-    teacher-forced cross-entropy, or self-critical sequence training as a second stage."""
-
-    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
-                 stage: str | None = None):
-        """`stage` (xe, scst) defaults to the loss's."""
-        loss = build(config["loss"], "loss")
-        super().__init__(config, vocab, preprocessing, stage or loss.stage)
-        self.loss = loss
-
-    def build_captioner(self, config: dict[str, Any]) -> Captioner:
-        encoder = build(config["encoder"], "encoder")
-        decoder = build(config["decoder"], "decoder", vocab_size=len(self.vocab), feature_dim=encoder.feature_dim)
-        if getattr(decoder, "embeddings_file", None):
-            covered = decoder.load_word_vectors(decoder.embeddings_file, self.vocab.words)
-            log.info("word vectors from %s cover %d of %d words", decoder.embeddings_file, covered, len(self.vocab))
-        return Captioner(encoder, decoder)
-
-    def on_fit_start(self) -> None:
-        self.loss.prepare(self.trainer.datamodule)
-
-    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.loss.step(self.captioner, batch)

@@ -10,16 +10,18 @@ file, `<key>.lock`, held while a process checks or writes that folder. The other
 and then find the finished features. The lock is an OS file lock, released when its holder exits,
 so a folder without `meta.json` found while holding the lock was left by a process that died.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +29,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from captionlab.data.images import UnreadableImage
-from captionlab.data.records import CaptionRecord
 from captionlab.errors import UserError
+from captionlab.types import CaptionRecord
 from captionlab.utils.io import write_json
 
 try:  # POSIX file locks; elsewhere two processes must not share a cache folder
@@ -48,8 +50,10 @@ class CachedFeatures:
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if index in self.unreadable:
             raise UnreadableImage(self.unreadable[index])
-        return {"pooled": torch.from_numpy(np.array(self.pooled[index])),
-                "grid": torch.from_numpy(np.array(self.grid[index]))}
+        return {
+            "pooled": torch.from_numpy(np.array(self.pooled[index])),
+            "grid": torch.from_numpy(np.array(self.grid[index])),
+        }
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -60,11 +64,15 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_key(encoder_name: str, weights: str, preprocessing: dict[str, Any],
-              records: dict[str, list[CaptionRecord]]) -> str:
+def cache_key(
+    encoder_name: str, weights: str, preprocessing: dict[str, Any], records: dict[str, list[CaptionRecord]]
+) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps({"encoder": encoder_name, "weights": weights, "preprocessing": preprocessing},
-                             sort_keys=True).encode())
+    digest.update(
+        json.dumps(
+            {"encoder": encoder_name, "weights": weights, "preprocessing": preprocessing}, sort_keys=True
+        ).encode()
+    )
     for split in sorted(records):
         for record in records[split]:
             stat = Path(record.image_path).stat()
@@ -72,8 +80,15 @@ def cache_key(encoder_name: str, weights: str, preprocessing: dict[str, Any],
     return digest.hexdigest()[:20]
 
 
-def extract(encoder: torch.nn.Module, loader: DataLoader, folder: Path, split: str, count: int,
-            device: torch.device, take_unreadable: Callable[[dict], None]) -> dict[int, str]:
+def extract(
+    encoder: torch.nn.Module,
+    loader: DataLoader,
+    folder: Path,
+    split: str,
+    count: int,
+    device: torch.device,
+    take_unreadable: Callable[[dict], None],
+) -> dict[int, str]:
     """Run the encoder over one split and write its features, with a progress bar. Returns the
     rows of the images that did not decode (after `take_unreadable` accepted skipping them)."""
     pooled_file, grid_file = None, None
@@ -89,12 +104,18 @@ def extract(encoder: torch.nn.Module, loader: DataLoader, folder: Path, split: s
             output = encoder(batch["image"].to(device))
             pooled, grid = output.pooled.half().cpu().numpy(), output.grid.half().cpu().numpy()
             if pooled_file is None:
-                pooled_file = np.lib.format.open_memmap(folder / f"{split}.pooled.tmp.npy", "w+", np.float16, (count, *pooled.shape[1:]))
-                grid_file = np.lib.format.open_memmap(folder / f"{split}.grid.tmp.npy", "w+", np.float16, (count, *grid.shape[1:]))
+                pooled_file = np.lib.format.open_memmap(
+                    folder / f"{split}.pooled.tmp.npy", "w+", np.float16, (count, *pooled.shape[1:])
+                )
+                grid_file = np.lib.format.open_memmap(
+                    folder / f"{split}.grid.tmp.npy", "w+", np.float16, (count, *grid.shape[1:])
+                )
             index = batch["index"].numpy()
             pooled_file[index], grid_file[index] = pooled, grid
     if pooled_file is None:
-        raise UserError(f"none of the {count} {split} images could be decoded: nothing to extract features from")
+        raise UserError(
+            f"none of the {count} {split} images could be decoded: nothing to extract features from"
+        )
     pooled_file.flush()
     grid_file.flush()
     del pooled_file, grid_file
@@ -110,14 +131,18 @@ def key_lock(cache_dir: Path, key: str):
         cache_dir.mkdir(parents=True, exist_ok=True)
         handle = open(cache_dir / f"{key}.lock", "a")
     except OSError as err:
-        raise UserError(f"cannot write the feature cache under {cache_dir} ({err.strerror}): "
-                        "set paths.cache_dir to a writable folder") from None
+        raise UserError(
+            f"cannot write the feature cache under {cache_dir} ({err.strerror}): "
+            "set paths.cache_dir to a writable folder"
+        ) from None
     with handle:
         if fcntl is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                log.warning("waiting for another process that is extracting features into %s", cache_dir / key)
+                log.warning(
+                    "waiting for another process that is extracting features into %s", cache_dir / key
+                )
                 fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -126,9 +151,15 @@ def key_lock(cache_dir: Path, key: str):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def load_or_extract(cache_dir: Path, key: str, records: dict[str, list[CaptionRecord]],
-                    make_loader: Callable[[str], DataLoader], encoder: torch.nn.Module,
-                    device: torch.device, take_unreadable: Callable[[dict], None]) -> dict[str, CachedFeatures]:
+def load_or_extract(
+    cache_dir: Path,
+    key: str,
+    records: dict[str, list[CaptionRecord]],
+    make_loader: Callable[[str], DataLoader],
+    encoder: torch.nn.Module,
+    device: torch.device,
+    take_unreadable: Callable[[dict], None],
+) -> dict[str, CachedFeatures]:
     """The features of every non-empty split, extracted now unless a finished extraction exists.
     `take_unreadable(batch)` decides about images that do not decode (skip and count, or raise)."""
     cache_dir = Path(cache_dir)
@@ -144,8 +175,15 @@ def load_or_extract(cache_dir: Path, key: str, records: dict[str, list[CaptionRe
             unreadable = {}
             for split, split_records in records.items():
                 if split_records:
-                    rows = extract(encoder, make_loader(split), folder, split, len(split_records), device,
-                                   take_unreadable)
+                    rows = extract(
+                        encoder,
+                        make_loader(split),
+                        folder,
+                        split,
+                        len(split_records),
+                        device,
+                        take_unreadable,
+                    )
                     unreadable[split] = {str(row): message for row, message in rows.items()}
             meta = {"key": key, "splits": {s: len(r) for s, r in records.items()}, "unreadable": unreadable}
             write_json(meta_file, meta)
@@ -153,7 +191,39 @@ def load_or_extract(cache_dir: Path, key: str, records: dict[str, list[CaptionRe
             log.info("feature cache hit: %s", folder)
             meta = json.loads(meta_file.read_text())
     skipped = meta.get("unreadable", {})
-    return {split: CachedFeatures(np.load(folder / f"{split}.pooled.npy", mmap_mode="r"),
-                                  np.load(folder / f"{split}.grid.npy", mmap_mode="r"),
-                                  {int(row): message for row, message in skipped.get(split, {}).items()})
-            for split, split_records in records.items() if split_records}
+    return {
+        split: CachedFeatures(
+            np.load(folder / f"{split}.pooled.npy", mmap_mode="r"),
+            np.load(folder / f"{split}.grid.npy", mmap_mode="r"),
+            {int(row): message for row, message in skipped.get(split, {}).items()},
+        )
+        for split, split_records in records.items()
+        if split_records
+    }
+
+
+def use_cached_features(datamodule: Any, encoder: Any, device: torch.device | str = "cpu") -> bool:
+    """Train and evaluate from cached features when the encoder is frozen (`data.cache_features=auto`);
+    extract them first unless a finished extraction with the same key exists."""
+    mode = datamodule.cache_features
+    if mode in (False, "false", "never"):
+        return False
+    if not encoder.frozen:
+        if mode in (True, "true", "always"):
+            raise UserError("data.cache_features=true needs a frozen encoder: set encoder.freeze=all")
+        return False
+    if datamodule.feature_cache_dir is None:
+        raise UserError("data.feature_cache_dir is not set: point it at a writable folder")
+    datamodule.prepare()
+    key = cache_key(encoder.name, weights_digest(encoder.model), datamodule.preprocessing, datamodule.records)
+    features = load_or_extract(
+        Path(datamodule.feature_cache_dir),
+        key,
+        datamodule.records,
+        datamodule.image_loader,
+        encoder,
+        torch.device(device),
+        datamodule.take_unreadable,
+    )
+    datamodule.use_features(features, f"cached {encoder.name} features ({key})")
+    return True

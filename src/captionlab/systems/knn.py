@@ -8,6 +8,7 @@ consensus, CIDEr-D or BLEU-4) is returned; `k=1` returns the nearest image's fir
 "Training" is one pass over the training split with no gradient. The index (features, captions,
 file names) is saved in the checkpoint as plain data.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,15 +18,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.baselines.consensus import CONSENSUS_METRICS, Consensus
-from captionlab.baselines.output import texts_to_output
-from captionlab.data.vocab import Vocabulary, tokenize
 from captionlab.errors import UserError
-from captionlab.models.captioner import encode_batch
+from captionlab.models.encoder_decoder import encode_batch
 from captionlab.models.encoders import TimmEncoder
 from captionlab.registry import build, register
-from captionlab.search.base import SearchOutput, SearchStrategy
-from captionlab.training.module import CaptioningModule
+from captionlab.search.base import SearchStrategy
+from captionlab.systems.base import BaseSystem
+from captionlab.systems.consensus import CONSENSUS_METRICS, Consensus
+from captionlab.systems.output import texts_to_output
+from captionlab.text import Vocabulary, tokenize
+from captionlab.types import SearchOutput
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,10 @@ class NearestNeighbourCaptioner(nn.Module):
     def pooled_unit_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pooled = encode_batch(self.encoder, batch).pooled
         if pooled.ndim != 2:
-            raise UserError(f"model=knn: encoder {self.encoder.name} gives no pooled vector (its pooled output "
-                            f"has shape {tuple(pooled.shape)}); choose an encoder with global pooling")
+            raise UserError(
+                f"model=knn: encoder {self.encoder.name} gives no pooled vector (its pooled output "
+                f"has shape {tuple(pooled.shape)}); choose an encoder with global pooling"
+            )
         return F.normalize(pooled.float(), dim=-1)
 
     def add(self, indices: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
@@ -74,7 +78,9 @@ class NearestNeighbourCaptioner(nn.Module):
         """Keep the rows that were filled (all of them, unless the run was limited); their number."""
         keep = self.filled.nonzero().flatten().tolist()
         if len(keep) < len(self.names):
-            log.warning("model=knn: indexed %d of %d training images (limited run)", len(keep), len(self.names))
+            log.warning(
+                "model=knn: indexed %d of %d training images (limited run)", len(keep), len(self.names)
+            )
             self._set_captions([self.names[i] for i in keep], [self.captions[i] for i in keep])
             self.features, self.filled = self.features[keep], self.filled[keep]
         if not keep:
@@ -100,8 +106,10 @@ class NearestNeighbourCaptioner(nn.Module):
     def neighbours(self, batch: dict[str, torch.Tensor]) -> list[list[dict[str, Any]]]:
         """For caption.py: the file names and similarities of each image's nearest training images."""
         similarity, rows = self.nearest(batch)
-        return [[{"image": self.names[r], "similarity": round(float(s), 4)} for s, r in zip(sims, image_rows)]
-                for sims, image_rows in zip(similarity.tolist(), rows.tolist())]
+        return [
+            [{"image": self.names[r], "similarity": round(float(s), 4)} for s, r in zip(sims, image_rows)]
+            for sims, image_rows in zip(similarity.tolist(), rows.tolist())
+        ]
 
     def ranked_candidates(self, image_rows: list[int]) -> list[tuple[str, float]]:
         """The candidates (captions of these training images), best first, with their consensus."""
@@ -125,18 +133,25 @@ class NearestNeighbourCaptioner(nn.Module):
 
 
 @register
-class RetrievalModule(CaptioningModule):
+class KnnSystem(BaseSystem):
     """Trains (indexes) in one pass with no gradient; val/test/evaluate.py/caption.py as for any model."""
 
-    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
-                 stage: str | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        vocab: list[str],
+        preprocessing: dict[str, Any] | None = None,
+        stage: str | None = None,
+    ):
         super().__init__(config, vocab, preprocessing, stage or "retrieval")
 
     def build_captioner(self, config: dict[str, Any]) -> NearestNeighbourCaptioner:
         model = config["model"]
         # the index holds fixed features: the encoder never trains (and its features can be cached)
         encoder = build({**config["encoder"], "freeze": "all"}, "encoder")
-        return NearestNeighbourCaptioner(encoder, self.vocab, k=model.get("k", 5), consensus=model.get("consensus", "cider"))
+        return NearestNeighbourCaptioner(
+            encoder, self.vocab, k=model.get("k", 5), consensus=model.get("consensus", "cider")
+        )
 
     def caption_capacity(self) -> int:
         return self.captioner.longest_caption or self.search.max_new_tokens
@@ -146,8 +161,10 @@ class RetrievalModule(CaptioningModule):
         captions = [list(r.captions) for r in records]
         missing = sorted({w for cs in captions for c in cs for w in tokenize(c)} - set(self.vocab.words))
         if missing:
-            raise UserError(f"model=knn returns training captions whole, but {len(missing)} of their words are not "
-                            f"in the vocabulary (e.g. {', '.join(missing[:3])}): set data.min_word_count=1")
+            raise UserError(
+                f"model=knn returns training captions whole, but {len(missing)} of their words are not "
+                f"in the vocabulary (e.g. {', '.join(missing[:3])}): set data.min_word_count=1"
+            )
         self.captioner.start_index([str(r.image_id) for r in records], captions)
 
     def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

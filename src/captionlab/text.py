@@ -1,17 +1,32 @@
-"""Word vocabulary: built from the training captions only, saved with every run and checkpoint."""
+"""Text: the special tokens and their ids, the tokenizer, and the word vocabulary (built from the
+training captions only, saved with every run and checkpoint). A leaf: the search strategies and
+decoders get the special ids as values (`Vocabulary.special`, `SpecialIds`), not by import."""
+
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from captionlab.utils.io import read_text, write_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The ids of `<pad> <bos> <eos> <unk>` in a vocabulary."""
+
+    pad: int = PAD_ID
+    bos: int = BOS_ID
+    eos: int = EOS_ID
+    unk: int = UNK_ID
+
 
 _NON_WORD = re.compile(r"[^a-z0-9' ]+")
 
@@ -31,8 +46,12 @@ class Vocabulary:
         self.words = list(words)
         self.index = {w: i for i, w in enumerate(self.words)}
 
+    @property
+    def special(self) -> SpecialIds:
+        return SpecialIds(*(self.index[token] for token in SPECIALS))
+
     @classmethod
-    def build(cls, captions: Iterable[str], min_count: int = 1) -> "Vocabulary":
+    def build(cls, captions: Iterable[str], min_count: int = 1) -> Vocabulary:
         counts = Counter(w for c in captions for w in tokenize(c))
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
         return cls([*SPECIALS, *kept])
@@ -67,5 +86,5 @@ class Vocabulary:
         write_text(path, json.dumps(self.words, indent=0))
 
     @classmethod
-    def load(cls, path: Path) -> "Vocabulary":
+    def load(cls, path: Path) -> Vocabulary:
         return cls(json.loads(read_text(path, "vocabulary file")))

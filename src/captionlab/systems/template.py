@@ -9,6 +9,7 @@ Slots are classifier heads on the encoder's pooled vector:
   with cross-entropy on the training images.
 Its point is a floor that any learned decoder must clear, on the same encoder and scoring path.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,14 +20,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.baselines.output import texts_to_output
-from captionlab.data.vocab import tokenize
 from captionlab.errors import UserError
-from captionlab.models.captioner import encode_batch
+from captionlab.models.encoder_decoder import encode_batch
 from captionlab.models.encoders import TimmEncoder, imagenet_classifier
 from captionlab.registry import build, register
-from captionlab.search.base import SearchOutput, SearchStrategy
-from captionlab.training.module import CaptioningModule
+from captionlab.search.base import SearchStrategy
+from captionlab.systems.base import BaseSystem
+from captionlab.systems.output import texts_to_output
+from captionlab.text import tokenize
+from captionlab.types import SearchOutput
 
 # coarse words for ImageNet's fine classes (index ranges of the standard 1000-class order)
 IMAGENET_GROUPS = {
@@ -41,8 +43,10 @@ def imagenet_words() -> tuple[str, ...]:
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
-    words = [" ".join(tokenize(info.index_to_description(i).split(",")[0].replace("_", " ")))
-             for i in range(info.num_classes())]
+    words = [
+        " ".join(tokenize(info.index_to_description(i).split(",")[0].replace("_", " ")))
+        for i in range(info.num_classes())
+    ]
     for word, indices in IMAGENET_GROUPS.items():
         for i in indices:
             words[i] = word
@@ -57,25 +61,40 @@ def slot_table(slots: Any) -> dict[str, dict[str, str]]:
         raise UserError(f"model.slots={slots!r}: use imagenet, or a mapping of slot names to their values")
     table = {}
     for name, values in slots.items():
-        table[str(name)] = {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) \
+        table[str(name)] = (
+            {str(k): str(v) for k, v in values.items()}
+            if isinstance(values, dict)
             else {str(v): str(v) for v in values}
+        )
     return table
 
 
 class TemplateCaptioner(nn.Module):
-    def __init__(self, encoder: TimmEncoder, vocab: Any, template: str, slots: dict[str, dict[str, str]],
-                 fixed_heads: dict[str, nn.Linear] | None = None):
+    def __init__(
+        self,
+        encoder: TimmEncoder,
+        vocab: Any,
+        template: str,
+        slots: dict[str, dict[str, str]],
+        fixed_heads: dict[str, nn.Linear] | None = None,
+    ):
         super().__init__()
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
         if fields - set(slots) or not fields:
-            raise UserError(f"model.template={template!r} must use only (and at least one of) the slots "
-                            f"{{{'}, {'.join(slots)}}}")
+            raise UserError(
+                f"model.template={template!r} must use only (and at least one of) the slots "
+                f"{{{'}, {'.join(slots)}}}"
+            )
         self.encoder, self.vocab, self.template = encoder, vocab, template
         self.values = {name: list(table) for name, table in slots.items()}
         self.words = {name: list(table.values()) for name, table in slots.items()}
         fixed = fixed_heads or {}
-        self.heads = nn.ModuleDict({name: fixed.get(name) or nn.Linear(encoder.feature_dim, len(table))
-                                    for name, table in slots.items()})
+        self.heads = nn.ModuleDict(
+            {
+                name: fixed.get(name) or nn.Linear(encoder.feature_dim, len(table))
+                for name, table in slots.items()
+            }
+        )
         for head in fixed.values():
             head.requires_grad_(False)
 
@@ -97,29 +116,40 @@ class TemplateCaptioner(nn.Module):
 
 
 @register
-class TemplateModule(CaptioningModule):
+class TemplateSystem(BaseSystem):
     """Trains its attribute heads with cross-entropy (frozen encoder); an ImageNet slot trains nothing."""
 
-    def __init__(self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None = None,
-                 stage: str | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        vocab: list[str],
+        preprocessing: dict[str, Any] | None = None,
+        stage: str | None = None,
+    ):
         model = config["model"]
         table = slot_table(model.get("slots"))
         # every word a filled template can contain must be in the vocabulary, or decoding would drop it
-        words = {w for w in tokenize(model["template"])} | {w for t in table.values() for v in t.values() for w in tokenize(v)}
+        words = {w for w in tokenize(model["template"])} | {
+            w for t in table.values() for v in t.values() for w in tokenize(v)
+        }
         vocab = list(vocab) + sorted(words - set(vocab))
         super().__init__(config, vocab, preprocessing, stage or "template")
 
     def build_captioner(self, config: dict[str, Any]) -> TemplateCaptioner:
         model, encoder_config = config["model"], {**config["encoder"], "freeze": "all"}
         table = slot_table(model.get("slots"))
-        self.imagenet_weights = model.get("slots") == "imagenet" and bool(encoder_config.get("pretrained")
-                                                                          or encoder_config.get("checkpoint"))
+        self.imagenet_weights = model.get("slots") == "imagenet" and bool(
+            encoder_config.get("pretrained") or encoder_config.get("checkpoint")
+        )
         encoder = build(encoder_config, "encoder")
         fixed = {}
         if model.get("slots") == "imagenet":
             # without the encoder's weights (a checkpoint being loaded), the head's come from the checkpoint
-            fixed["object"] = imagenet_classifier(encoder_config["name"], True, encoder_config.get("checkpoint")) \
-                if self.imagenet_weights else nn.Linear(encoder.feature_dim, len(table["object"]))
+            fixed["object"] = (
+                imagenet_classifier(encoder_config["name"], True, encoder_config.get("checkpoint"))
+                if self.imagenet_weights
+                else nn.Linear(encoder.feature_dim, len(table["object"]))
+            )
         return TemplateCaptioner(encoder, self.vocab, model["template"], table, fixed)
 
     @property
@@ -128,7 +158,9 @@ class TemplateModule(CaptioningModule):
 
     def on_fit_start(self) -> None:
         if self.config["model"].get("slots") == "imagenet" and not self.imagenet_weights:
-            imagenet_classifier(self.config["encoder"]["name"], False, None)  # raises: says which weights to give
+            imagenet_classifier(
+                self.config["encoder"]["name"], False, None
+            )  # raises: says which weights to give
         if not self.trainable:
             return
         heads = self.captioner.values
@@ -138,9 +170,11 @@ class TemplateModule(CaptioningModule):
             try:
                 rows.append([heads[name].index(labels[name]) for name in heads])
             except (KeyError, ValueError):
-                raise UserError(f"model=template: training image {record.image_id} has attributes {labels or 'none'}, "
-                                f"but the slots need one of the configured values for each of {', '.join(heads)}; "
-                                "use model.slots=imagenet on datasets without attribute labels") from None
+                raise UserError(
+                    f"model=template: training image {record.image_id} has attributes {labels or 'none'}, "
+                    f"but the slots need one of the configured values for each of {', '.join(heads)}; "
+                    "use model.slots=imagenet on datasets without attribute labels"
+                ) from None
         self.register_buffer("labels", torch.tensor(rows, device=self.device), persistent=False)
 
     def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -148,9 +182,12 @@ class TemplateModule(CaptioningModule):
             return {}
         targets = self.labels[batch["index"]]
         logits = self.captioner.logits(batch)
-        losses = {name: F.cross_entropy(value, targets[:, i]) for i, (name, value) in enumerate(logits.items())}
-        accuracy = torch.stack([(value.argmax(-1) == targets[:, i]).float().mean()
-                                for i, value in enumerate(logits.values())]).mean()
+        losses = {
+            name: F.cross_entropy(value, targets[:, i]) for i, (name, value) in enumerate(logits.items())
+        }
+        accuracy = torch.stack(
+            [(value.argmax(-1) == targets[:, i]).float().mean() for i, value in enumerate(logits.values())]
+        ).mean()
         return {"loss": sum(losses.values()), "slot_accuracy": accuracy}
 
     def on_train_epoch_end(self) -> None:

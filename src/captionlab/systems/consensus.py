@@ -10,16 +10,18 @@ clipped counts both metrics need are exact in this form: min(a, b) = sum over t 
 [a >= t][b >= t], so clipped overlaps are sums of products of threshold indicator matrices.
 `sentence_bleu4` and `CiderD.similarity` are the one-pair definitions the tests compare with.
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from captionlab.data.vocab import tokenize
 from captionlab.metrics.cider_d import MAX_N, SIGMA, CiderD, ngram_counts
+from captionlab.text import tokenize
 
 CONSENSUS_METRICS = ("cider", "bleu")
 
@@ -27,7 +29,9 @@ CONSENSUS_METRICS = ("cider", "bleu")
 def bleu_vector(caption: str) -> tuple[list[Counter], int]:
     """Per-order n-gram counts (1..4) and the length of a caption."""
     words = tokenize(caption)
-    orders = [Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1)) for n in range(1, MAX_N + 1)]
+    orders = [
+        Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)) for n in range(1, MAX_N + 1)
+    ]
     return orders, len(words)
 
 
@@ -77,14 +81,21 @@ class Consensus:
         counted = [self._counts(key, caption) for key, caption in zip(keys, captions)]
         grams = sorted({gram for counts, _ in counted for gram in counts}, key=lambda g: (len(g), g))
         column = {gram: i for i, gram in enumerate(grams)}
-        cells = [(row, column[gram], count) for row, (ngrams, _) in enumerate(counted) for gram, count in ngrams.items()]
+        cells = [
+            (row, column[gram], count)
+            for row, (ngrams, _) in enumerate(counted)
+            for gram, count in ngrams.items()
+        ]
         rows, columns, values = zip(*cells)
         counts = torch.zeros(len(counted), len(grams), dtype=torch.float64)
         counts[list(rows), list(columns)] = torch.tensor(values, dtype=torch.float64)
         order = torch.tensor([len(g) for g in grams])
         lengths = torch.tensor([length for _, length in counted], dtype=torch.float64)
-        similarity = self._cider(counts, order, lengths, grams) if self.metric == "cider" else \
-            self._bleu(counts, order, lengths)
+        similarity = (
+            self._cider(counts, order, lengths, grams)
+            if self.metric == "cider"
+            else self._bleu(counts, order, lengths)
+        )
         similarity.fill_diagonal_(0.0)
         return (similarity.sum(dim=1) / (len(counted) - 1)).tolist()
 
@@ -97,11 +108,14 @@ class Consensus:
             total += (present * left) @ (present * right).T
         return total
 
-    def _cider(self, counts: torch.Tensor, order: torch.Tensor, lengths: torch.Tensor, grams: list) -> torch.Tensor:
+    def _cider(
+        self, counts: torch.Tensor, order: torch.Tensor, lengths: torch.Tensor, grams: list
+    ) -> torch.Tensor:
         """CIDEr-D of every candidate i against every other j as its one reference."""
-        idf = torch.tensor([self.cider.log_images - self.cider.log_frequency.get(g, 0.0) for g in grams],
-                           dtype=counts.dtype)
-        penalty = torch.exp(-((lengths[:, None] - lengths[None, :]) ** 2) / (2 * SIGMA ** 2))
+        idf = torch.tensor(
+            [self.cider.log_images - self.cider.log_frequency.get(g, 0.0) for g in grams], dtype=counts.dtype
+        )
+        penalty = torch.exp(-((lengths[:, None] - lengths[None, :]) ** 2) / (2 * SIGMA**2))
         total = torch.zeros(counts.shape[0], counts.shape[0], dtype=counts.dtype)
         for n in range(1, MAX_N + 1):
             columns = order == n
@@ -112,7 +126,9 @@ class Consensus:
             # min(c_i w, c_j w) * c_j w = min(c_i, c_j) * c_j * w^2
             overlap = self._clipped(weight.expand_as(tf), tf * weight, tf)
             scale = norms[:, None] * norms[None, :]
-            total += torch.where(scale > 0, penalty * overlap / scale.clamp(min=1e-300), torch.zeros_like(scale))
+            total += torch.where(
+                scale > 0, penalty * overlap / scale.clamp(min=1e-300), torch.zeros_like(scale)
+            )
         return 10.0 * total / MAX_N
 
     def _bleu(self, counts: torch.Tensor, order: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -130,5 +146,9 @@ class Consensus:
                 precision = (matches + 1) / (total + 1)
             log_precision += torch.log(precision.clamp(min=1e-300)) / MAX_N
         hyp, ref = lengths[:, None], lengths[None, :]
-        brevity = torch.where(hyp >= ref, torch.ones_like(log_precision), torch.exp(1.0 - ref / hyp.clamp(min=1)))
-        return torch.where(zero | (hyp == 0), torch.zeros_like(log_precision), brevity * torch.exp(log_precision))
+        brevity = torch.where(
+            hyp >= ref, torch.ones_like(log_precision), torch.exp(1.0 - ref / hyp.clamp(min=1))
+        )
+        return torch.where(
+            zero | (hyp == 0), torch.zeros_like(log_precision), brevity * torch.exp(log_precision)
+        )

@@ -1,5 +1,6 @@
 """The pipeline behind `python caption.py ckpt_path=... images=<file|folder|glob>`: caption your
 own images with a checkpoint alone, and draw where attending decoders looked."""
+
 from __future__ import annotations
 
 import csv
@@ -11,11 +12,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from captionlab.checkpoint import load_module
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError
-from captionlab.train import ensure_writable
+from captionlab.pipelines.common import default_device, ensure_writable
+from captionlab.systems.loading import load_system
 from captionlab.utils.io import atomic_write, write_json
 from captionlab.viz.attention import caption_overlay
 
@@ -42,7 +43,7 @@ def find_images(spec: str) -> list[Path]:
 
 def _device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(default_device())
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={name}: no CUDA device here; use device=cpu")
     return torch.device(name)
@@ -52,9 +53,8 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
     files = find_images(str(cfg.images))
-    module = load_module(cfg.ckpt_path)
-    if cfg.get("search"):
-        module.set_search(OmegaConf.to_container(cfg.search, resolve=True))
+    search = OmegaConf.to_container(cfg.search, resolve=True) if cfg.get("search") else None
+    module = load_system(cfg.ckpt_path, overrides={"search": search} if search else None)
     device = _device(str(cfg.device))
     captioner = module.captioner.to(device).eval()
     transform = build_transform(module.preprocessing)
@@ -72,14 +72,17 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
 
     results: list[dict[str, Any]] = []
     for start in range(0, len(images), int(cfg.batch_size)):
-        batch = images[start:start + int(cfg.batch_size)]
+        batch = images[start : start + int(cfg.batch_size)]
         pixels_batch = {"image": torch.stack([t for _, t in batch]).to(device)}
         output = captioner.generate(pixels_batch, module.search)
         # retrieval models also say which training images their captions come from
         neighbours = captioner.neighbours(pixels_batch) if hasattr(captioner, "neighbours") else None
         for row, (path, pixels) in enumerate(batch):
-            hypotheses = [{"caption": module.vocab.decode(seq), "score": float(score)}
-                          for seq, score in zip(output.sequences[row], output.scores[row]) if score > float("-inf")]
+            hypotheses = [
+                {"caption": module.vocab.decode(seq), "score": float(score)}
+                for seq, score in zip(output.sequences[row], output.scores[row])
+                if score > float("-inf")
+            ]
             result = {"image": str(path), "caption": hypotheses[0]["caption"], "hypotheses": hypotheses}
             if neighbours is not None:
                 result["neighbours"] = neighbours[row]
@@ -87,8 +90,13 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
                 name = f"{len(results):05d}_{path.stem}.png"
                 target = output_dir / "overlays" / name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                caption_overlay(pixels, module.preprocessing, module.vocab.words, output.sequences[row, 0],
-                                output.attentions[row, 0]).save(target)
+                caption_overlay(
+                    pixels,
+                    module.preprocessing,
+                    module.vocab.words,
+                    output.sequences[row, 0],
+                    output.attentions[row, 0],
+                ).save(target)
                 result["overlay"] = str(target)
             results.append(result)
             _print(result)
@@ -100,7 +108,12 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
         for result in results:
             for rank, hypothesis in enumerate(result["hypotheses"], 1):
                 writer.writerow([result["image"], rank, hypothesis["caption"], f"{hypothesis['score']:.4f}"])
-    log.info("captioned %d images, skipped %d (not readable images); results in %s", len(results), len(skipped), output_dir)
+    log.info(
+        "captioned %d images, skipped %d (not readable images); results in %s",
+        len(results),
+        len(skipped),
+        output_dir,
+    )
     return results
 
 
@@ -112,5 +125,7 @@ def _print(result: dict[str, Any]) -> None:
         for rank, hypothesis in enumerate(result["hypotheses"], 1):
             print(f"  {rank}. {hypothesis['score']:8.3f}  {hypothesis['caption']}")
     if "neighbours" in result:
-        print("  nearest training images: " + ", ".join(f"{n['image']} ({n['similarity']:.3f})" for n in result["neighbours"]))
-
+        print(
+            "  nearest training images: "
+            + ", ".join(f"{n['image']} ({n['similarity']:.3f})" for n in result["neighbours"])
+        )

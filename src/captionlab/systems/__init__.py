@@ -1,0 +1,9 @@
+"""The LightningModules, one per `conf/model` option: `captioner` (neural, trained by its loss),
+`knn` (nearest-neighbour caption retrieval) and `template` (slot classifiers + a template)."""
+
+from captionlab.systems.base import BaseSystem
+from captionlab.systems.captioner import CaptionerSystem
+from captionlab.systems.knn import KnnSystem
+from captionlab.systems.template import TemplateSystem
+
+__all__ = ["BaseSystem", "CaptionerSystem", "KnnSystem", "TemplateSystem"]
