@@ -496,6 +496,7 @@ def test_split_overlaps_are_reported_and_refused_for_test(tmp_path):
 
         def __init__(self):
             self.inner = FolderSource(str(root))
+            self.problems = self.inner.problems
 
         def load(self):
             records = self.inner.load()

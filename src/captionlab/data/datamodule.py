@@ -138,6 +138,7 @@ class CaptionDataModule(pl.LightningDataModule):
         feature_cache_dir: str | None = None,
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         allow_split_overlap: bool = False,
+        test_split: str = "test",
         vocab: Vocabulary | None = None,
         preprocessing: dict[str, Any] | None = None,
         **source_options: Any,
@@ -164,7 +165,7 @@ class CaptionDataModule(pl.LightningDataModule):
             None  # of the training words, when the vocabulary came with the model
         )
         self.records: dict[str, list[CaptionRecord]] | None = None
-        self.test_split = "test"  # what the test loop evaluates; evaluate.py may point it at val
+        self.test_split = test_split  # what the test loop evaluates; evaluate.py may point it at val
         self.report: list[str] = []
         self.unreadable: dict[
             str, dict[Any, str]
@@ -184,9 +185,7 @@ class CaptionDataModule(pl.LightningDataModule):
         if self.records is not None:
             return
         records = self.source.load()
-        problems = getattr(self.source, "problems", None)
-        if problems is not None:
-            self.report += problems.summary()
+        self.report += self.source.problems.summary()
         self._check_overlaps(records)
         self.records = records
         train_captions = [c for r in records.get("train", []) for c in r.captions]

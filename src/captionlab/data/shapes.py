@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from captionlab.data.problems import Problems
 from captionlab.data.records import SPLITS
 from captionlab.errors import UserError
 from captionlab.registry import register
@@ -266,6 +267,7 @@ class ShapesSource:
         key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
         self.folder = Path(cache_dir) / f"shapes-{key}"
         self.image_dir = self.folder / "images"
+        self.problems = Problems("raise", "shapes")  # generated data: nothing to skip or note
 
     def load(self) -> dict[str, list[CaptionRecord]]:
         index = self.folder / "captions.json"

@@ -7,10 +7,10 @@ from torch import nn
 
 from captionlab.models.decoders.base import CaptionDecoder
 from captionlab.models.encoders import TimmEncoder
-from captionlab.types import EncoderOutput, Search, SearchOutput
+from captionlab.types import Batch, EncoderOutput, Search, SearchOutput
 
 
-def encode_batch(encoder: TimmEncoder, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+def encode_batch(encoder: TimmEncoder, batch: Batch) -> EncoderOutput:
     """Encoder features of a batch: computed from `image`, or read from cached `pooled`/`grid`."""
     if "pooled" in batch:
         return EncoderOutput(batch["pooled"].float(), batch["grid"].float())
@@ -23,10 +23,10 @@ class EncoderDecoder(nn.Module):
         self.encoder, self.decoder = encoder, decoder
         self._decoder_teacher_forcing = decoder.teacher_forcing
 
-    def encode(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+    def encode(self, batch: Batch) -> EncoderOutput:
         return encode_batch(self.encoder, batch)
 
-    def _teacher_forcing_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[EncoderOutput, torch.Tensor]:
+    def _teacher_forcing_inputs(self, batch: Batch) -> tuple[EncoderOutput, torch.Tensor]:
         """The image features once per caption and the input tokens, from `batch["tokens"]` [B, K, T]."""
         tokens = batch["tokens"]
         size, per_image, length = tokens.shape
@@ -37,11 +37,11 @@ class EncoderDecoder(nn.Module):
             )
         return memory, tokens.reshape(size * per_image, length)[:, :-1]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         """Teacher-forced logits for `batch["tokens"]` [B, K, T] (K captions per image) -> [B*K, T-1, V]."""
         return self.decoder(*self._teacher_forcing_inputs(batch))
 
-    def teacher_forcing(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def teacher_forcing(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`forward`'s logits and the decoder's extra training loss term (or None)."""
         return self._decoder_teacher_forcing(*self._teacher_forcing_inputs(batch))
 
@@ -51,5 +51,5 @@ class EncoderDecoder(nn.Module):
         self._decoder_teacher_forcing = torch.compile(self.decoder.teacher_forcing, backend=backend)
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, torch.Tensor], search: Search) -> SearchOutput:
+    def generate(self, batch: Batch, search: Search) -> SearchOutput:
         return search(self.decoder, self.encode(batch))

@@ -102,12 +102,11 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
         raise UserError(
             f"{cfg.ckpt_path} does not record its data: name it, e.g. data=flickr8k data.root=<folder>"
         )
-    datamodule = build(data, "data", vocab=module.vocab, preprocessing=module.preprocessing)
+    datamodule = build(data, "data", vocab=module.vocab, preprocessing=module.preprocessing, test_split=split)
     datamodule.prepare()
     datamodule.split(split)  # a clear error when the data has no such split
     if use_cached_features(datamodule, module.captioner.encoder, default_device()):
         log.info(datamodule.report[-1])
-    datamodule.test_split = split
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     source = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "search": module.search.config()}

@@ -22,6 +22,7 @@ from captionlab.search.processors import (
     apply_processors,
 )
 from captionlab.text import SpecialIds
+from captionlab.types import Decoder, EncoderOutput, SearchOutput
 
 
 def _plain(spec: Any) -> Any:
@@ -36,7 +37,9 @@ class SearchStrategy:
     (a processor list built from the rule settings below, then `extra_processors`, the user's
     registered processors), and the special token ids it works with.
 
-    `history` is what each row has generated so far, [R, t]."""
+    `history` is what each row has generated so far, [R, t]. Subclasses decode in `__call__`."""
+
+    num_return_sequences: int = 1
 
     def __init__(
         self,
@@ -96,6 +99,9 @@ class SearchStrategy:
     def constrain(self, logprobs: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """The step's log-probabilities with every forbidden token at -inf."""
         return apply_processors(self._processors, history, logprobs)
+
+    def __call__(self, decoder: Decoder, memory: EncoderOutput) -> SearchOutput:
+        raise NotImplementedError
 
     def config(self) -> dict:
         """The settings, for run folders and checkpoints."""

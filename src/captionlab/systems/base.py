@@ -24,6 +24,7 @@ from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
 from captionlab.registry import build, registered_class
 from captionlab.text import Vocabulary
 from captionlab.training.rng import capture_rng_states, restore_rng_states
+from captionlab.types import Batch
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,11 @@ class BaseSystem(pl.LightningModule):
                 "trainer=gpu); evaluate.py may still use several"
             )
 
-    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def training_objective(self, batch: Batch) -> dict[str, torch.Tensor]:
         """{"loss": ..., other figures to log} for one batch; {} when the model learns without a gradient."""
         raise NotImplementedError
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         if batch["index"].numel() == 0:  # every image of the batch was skipped (data.on_error=skip)
             return None
         outputs = self.training_objective(batch)
@@ -152,7 +153,7 @@ class BaseSystem(pl.LightningModule):
         }
 
     # generation and scoring ------------------------------------------------------------------
-    def _generate_step(self, batch: dict[str, torch.Tensor]) -> None:
+    def _generate_step(self, batch: Batch) -> None:
         if batch["index"].numel() == 0:
             return
         output = self.captioner.generate(batch, self.search)
@@ -164,10 +165,10 @@ class BaseSystem(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.generated.max_len = self.caption_capacity()
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._generate_step(batch)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._generate_step(batch)
 
     def on_validation_epoch_end(self) -> None:

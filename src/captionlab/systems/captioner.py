@@ -11,6 +11,7 @@ import torch
 from captionlab.models.encoder_decoder import EncoderDecoder
 from captionlab.registry import build, register
 from captionlab.systems.base import BaseSystem
+from captionlab.types import Batch
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +48,5 @@ class CaptionerSystem(BaseSystem):
     def on_fit_start(self) -> None:
         self.loss.prepare(self.trainer.datamodule)
 
-    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def training_objective(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.loss.step(self.captioner, batch)

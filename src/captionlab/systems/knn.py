@@ -27,7 +27,7 @@ from captionlab.systems.base import BaseSystem
 from captionlab.systems.consensus import CONSENSUS_METRICS, Consensus
 from captionlab.systems.output import texts_to_output
 from captionlab.text import Vocabulary, tokenize
-from captionlab.types import SearchOutput
+from captionlab.types import Batch, SearchOutput
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class NearestNeighbourCaptioner(nn.Module):
         self.names, self.captions, self._consensus = list(names), [list(c) for c in captions], None
         self.longest_caption = 1 + max((len(tokenize(c)) for cs in self.captions for c in cs), default=0)
 
-    def pooled_unit_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def pooled_unit_vectors(self, batch: Batch) -> torch.Tensor:
         pooled = encode_batch(self.encoder, batch).pooled
         if pooled.ndim != 2:
             raise UserError(
@@ -70,7 +70,7 @@ class NearestNeighbourCaptioner(nn.Module):
             )
         return F.normalize(pooled.float(), dim=-1)
 
-    def add(self, indices: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+    def add(self, indices: torch.Tensor, batch: Batch) -> None:
         self.features[indices] = self.pooled_unit_vectors(batch)
         self.filled[indices] = True
 
@@ -96,14 +96,14 @@ class NearestNeighbourCaptioner(nn.Module):
         self.filled = torch.ones(len(self.names), dtype=torch.bool, device=self.features.device)
 
     # captioning -----------------------------------------------------------------------------
-    def nearest(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def nearest(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Similarities and rows of the k nearest training images, nearest first: [B, k] each."""
         if not self.names:
             raise UserError("model=knn: the index is empty; train (index) the model first")
         similarity = self.pooled_unit_vectors(batch) @ self.features.T
         return similarity.topk(min(self.k, len(self.names)), dim=1)
 
-    def neighbours(self, batch: dict[str, torch.Tensor]) -> list[list[dict[str, Any]]]:
+    def neighbours(self, batch: Batch) -> list[list[dict[str, Any]]]:
         """For caption.py: the file names and similarities of each image's nearest training images."""
         similarity, rows = self.nearest(batch)
         return [
@@ -124,9 +124,9 @@ class NearestNeighbourCaptioner(nn.Module):
         return [(texts[i], scores[i]) for i in order]
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, torch.Tensor], search: SearchStrategy) -> SearchOutput:
+    def generate(self, batch: Batch, search: SearchStrategy) -> SearchOutput:
         """`search.num_return_sequences` candidates per image (the other search settings do not apply)."""
-        returned = int(getattr(search, "num_return_sequences", 1) or 1)
+        returned = search.num_return_sequences
         _, rows = self.nearest(batch)
         chosen = [self.ranked_candidates(image_rows)[:returned] for image_rows in rows.tolist()]
         return texts_to_output(self.vocab, chosen, self.features.device)
@@ -167,7 +167,7 @@ class KnnSystem(BaseSystem):
             )
         self.captioner.start_index([str(r.image_id) for r in records], captions)
 
-    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def training_objective(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.captioner.add(batch["index"], batch)
         return {}
 

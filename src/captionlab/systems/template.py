@@ -28,7 +28,7 @@ from captionlab.search.base import SearchStrategy
 from captionlab.systems.base import BaseSystem
 from captionlab.systems.output import texts_to_output
 from captionlab.text import tokenize
-from captionlab.types import SearchOutput
+from captionlab.types import Batch, SearchOutput
 
 # coarse words for ImageNet's fine classes (index ranges of the standard 1000-class order)
 IMAGENET_GROUPS = {
@@ -98,12 +98,12 @@ class TemplateCaptioner(nn.Module):
         for head in fixed.values():
             head.requires_grad_(False)
 
-    def logits(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def logits(self, batch: Batch) -> dict[str, torch.Tensor]:
         pooled = encode_batch(self.encoder, batch).pooled.float()
         return {name: head(pooled) for name, head in self.heads.items()}
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, torch.Tensor], search: SearchStrategy) -> SearchOutput:
+    def generate(self, batch: Batch, search: SearchStrategy) -> SearchOutput:
         """One caption per image: each slot's most likely word; score = the sum of their log-probabilities."""
         logprobs = {name: F.log_softmax(value, dim=-1) for name, value in self.logits(batch).items()}
         best = {name: value.max(dim=-1) for name, value in logprobs.items()}
@@ -177,7 +177,7 @@ class TemplateSystem(BaseSystem):
                 ) from None
         self.register_buffer("labels", torch.tensor(rows, device=self.device), persistent=False)
 
-    def training_objective(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def training_objective(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not self.trainable:
             return {}
         targets = self.labels[batch["index"]]

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from captionlab.registry import register
 from captionlab.text import PAD_ID
+from captionlab.types import Batch
 
 
 @register
@@ -34,7 +35,7 @@ class CrossEntropyLoss(nn.Module):
             label_smoothing=self.label_smoothing,
         )
 
-    def step(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         tokens = batch["tokens"]
         logits, extra = captioner.teacher_forcing(batch)
         loss = self(logits, tokens.reshape(-1, tokens.shape[-1])[:, 1:])

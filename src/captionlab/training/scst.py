@@ -19,6 +19,7 @@ from captionlab.registry import register
 from captionlab.search.greedy import GreedySearch
 from captionlab.search.sample import SampleSearch
 from captionlab.text import BOS_ID, EOS_ID, PAD_ID
+from captionlab.types import Batch
 
 BASELINES = ("mean", "greedy")
 
@@ -88,7 +89,7 @@ class SelfCriticalLoss(nn.Module):
             values.append(reward)
         return torch.tensor(values)
 
-    def step(self, captioner: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def step(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         """Dropout is off in this step: the samples are drawn without gradients, so their
         log-probabilities are recomputed, and they must be those of the very network that drew
         them (with dropout on, another random mask would score them: off-policy, and it makes
@@ -102,9 +103,7 @@ class SelfCriticalLoss(nn.Module):
         finally:
             captioner.train(was_training)
 
-    def _policy_gradient(
-        self, captioner: nn.Module, batch: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def _policy_gradient(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         memory = captioner.encode(batch)
         size, samples = memory.pooled.shape[0], self.num_samples
         indices = batch["index"].tolist()
