@@ -30,6 +30,8 @@ def why_unreadable(err: Exception) -> str:
         )
     if "WeightsUnpickler error" in text or isinstance(err, pickle.UnpicklingError):
         return "not a PyTorch checkpoint, or a corrupt one"
+    if isinstance(err, (OSError, RuntimeError)) and ("zip" in text.lower() or isinstance(err, OSError)):
+        return "the file is truncated or damaged (an interrupted copy or write?)"
     first_line = (
         re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines()[0] if text.strip() else type(err).__name__
     )
