@@ -47,11 +47,18 @@ class BaseSystem(pl.LightningModule):
     TimmEncoder) and `generate(batch, search) -> SearchOutput`, and define how they train.
     """
 
+    default_stage = "xe"  # the training stage of a system whose checkpoint does not say otherwise
+
     def __init__(
-        self, config: dict[str, Any], vocab: list[str], preprocessing: dict[str, Any] | None, stage: str
+        self,
+        config: dict[str, Any],
+        vocab: list[str],
+        preprocessing: dict[str, Any] | None = None,
+        stage: str | None = None,
     ):
         """`config` holds the model, data, encoder, decoder, search, loss, optim and metrics sections;
         `stage` names the training stage the weights come from (xe, scst, retrieval, ...)."""
+        stage = stage or self.default_stage
         super().__init__()
         self.vocab = Vocabulary(vocab)
         self.config = config

@@ -136,14 +136,7 @@ class NearestNeighbourCaptioner(nn.Module):
 class KnnSystem(BaseSystem):
     """Trains (indexes) in one pass with no gradient; val/test/evaluate.py/caption.py as for any model."""
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        vocab: list[str],
-        preprocessing: dict[str, Any] | None = None,
-        stage: str | None = None,
-    ):
-        super().__init__(config, vocab, preprocessing, stage or "retrieval")
+    default_stage = "retrieval"
 
     def build_captioner(self, config: dict[str, Any]) -> NearestNeighbourCaptioner:
         model = config["model"]

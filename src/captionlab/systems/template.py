@@ -119,6 +119,8 @@ class TemplateCaptioner(nn.Module):
 class TemplateSystem(BaseSystem):
     """Trains its attribute heads with cross-entropy (frozen encoder); an ImageNet slot trains nothing."""
 
+    default_stage = "template"
+
     def __init__(
         self,
         config: dict[str, Any],
@@ -133,7 +135,7 @@ class TemplateSystem(BaseSystem):
             w for t in table.values() for v in t.values() for w in tokenize(v)
         }
         vocab = list(vocab) + sorted(words - set(vocab))
-        super().__init__(config, vocab, preprocessing, stage or "template")
+        super().__init__(config, vocab, preprocessing, stage)
 
     def build_captioner(self, config: dict[str, Any]) -> TemplateCaptioner:
         model, encoder_config = config["model"], {**config["encoder"], "freeze": "all"}
