@@ -78,3 +78,16 @@ def test_missing_data_root_is_one_line(tmp_path):
     assert (
         len(lines) == 1 and lines[0].startswith("error: data.root=") and "Flickr8k.token.txt" in lines[0]
     ), result.stderr
+
+
+def test_a_users_config_folder_adds_options(tmp_path):
+    """hydra.searchpath=[file://my_conf]: the user's group options sit beside captionlab's."""
+    (tmp_path / "decoder").mkdir()
+    (tmp_path / "decoder" / "big_lstm.yaml").write_text("defaults:\n  - lstm\n  - _self_\nhidden_dim: 64\n")
+    result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "decoder=big_lstm", "--cfg", "job")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "LSTMDecoder" in result.stdout and "hidden_dim: 64" in result.stdout
+    result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "decoder=bigger_lstm")
+    assert result.stderr.strip() == (
+        "error: unknown decoder option 'bigger_lstm'; choose one of: attention, big_lstm, lstm, transformer"
+    )

@@ -47,9 +47,25 @@ def _option_hint(conf_dir: Path, dotted: str) -> str | None:
     )
 
 
+def config_dirs(conf_dir: Path, args: list[str]) -> list[Path] | None:
+    """captionlab's config folder and the user's (`hydra.searchpath=[file://my_conf,...]`); None
+    when a search path entry is not a folder (`pkg://...`), whose options cannot be listed here."""
+    dirs = [conf_dir]
+    for arg in args:
+        if arg.startswith("hydra.searchpath="):
+            for entry in arg.split("=", 1)[1].strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if not entry.startswith("file://"):
+                    return None
+                dirs.append(Path(entry[len("file://") :]).expanduser())
+    return dirs
+
+
 def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
-    """Reject `group=option` overrides whose option has no file, and `+group.key=...` for a key
-    that belongs to one of the group's options, before Hydra prints a page."""
+    """Reject `group=option` overrides whose option has no file (in captionlab's configs or the
+    user's, `hydra.searchpath`), and `+group.key=...` for a key that belongs to one of the group's
+    options, before Hydra prints a page."""
+    dirs = config_dirs(conf_dir, args)
     for arg in args:
         if "=" not in arg or arg.startswith("hydra."):
             continue
@@ -59,11 +75,11 @@ def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
             if hint:
                 raise UserError(hint)
         group = key.lstrip("+~")
-        if "/" in group or "." in group or not (conf_dir / group).is_dir():
+        if dirs is None or "/" in group or "." in group or not (conf_dir / group).is_dir():
             continue
         if _SWEEP_SYNTAX.search(value) or value in ("", "null"):
             continue
-        available = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        available = sorted({p.stem for folder in dirs for p in (folder / group).glob("*.yaml")})
         for option in value.split(","):
             if option not in available:
                 raise UserError(f"unknown {group} option '{option}'; choose one of: {', '.join(available)}")
