@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from captionlab.utils.io import write_text
+from captionlab.utils.nested import flatten
 
 METRICS = ("val/cider", "val/bleu4", "val/meteor", "test/cider", "test/bleu4", "test/meteor")
 IGNORED = ("paths", "hydra", "callbacks", "logger", "tags", "optimized_metric", "task_name")
@@ -29,15 +30,6 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: json.dumps(node) if isinstance(node, (list, dict)) else node}
-
-
 def read_run(folder: Path) -> Run:
     config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text()) or {}
     hydra_file = folder / ".hydra" / "hydra.yaml"
@@ -49,7 +41,11 @@ def read_run(folder: Path) -> Run:
             for k, v in (runtime.get("choices") or {}).items()
             if v is not None and not k.startswith("hydra")
         }
-    flat = {k: v for k, v in _flatten(config).items() if k.split(".")[0] not in IGNORED}
+    flat = {
+        k: json.dumps(v) if isinstance(v, list) else v
+        for k, v in flatten(config).items()
+        if k.split(".")[0] not in IGNORED
+    }
     history = []
     if (folder / "history.jsonl").is_file():
         history = [

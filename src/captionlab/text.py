@@ -77,9 +77,9 @@ class Vocabulary:
                 words.append(self.words[i])
         return " ".join(words)
 
-    def coverage(self, captions: Iterable[str]) -> float:
-        """The share of the words of `captions` that this vocabulary knows (1.0 for no words)."""
-        words = [w for c in captions for w in tokenize(c)]
+    def coverage(self, words: Iterable[str]) -> float:
+        """The share of these (tokenized) words that this vocabulary knows (1.0 for none)."""
+        words = list(words)
         return sum(w in self.index for w in words) / len(words) if words else 1.0
 
     def save(self, path: Path) -> None:

@@ -189,6 +189,7 @@ class CaptionDataModule(pl.LightningDataModule):
         self._check_overlaps(records)
         self.records = records
         train_captions = [c for r in records.get("train", []) for c in r.captions]
+        train_words = [tokenize(c) for c in train_captions]
         if self.vocab is None:
             if not train_captions:
                 raise UserError(
@@ -197,9 +198,9 @@ class CaptionDataModule(pl.LightningDataModule):
             self.vocab = Vocabulary.build(train_captions, self.min_word_count)
             origin = f"min count {self.min_word_count}, train split only"
         else:
-            self.vocab_coverage = self.vocab.coverage(train_captions)
+            self.vocab_coverage = self.vocab.coverage(w for words in train_words for w in words)
             origin = f"the model's; it covers {100 * self.vocab_coverage:.1f}% of the training words"
-        long = sum(len(tokenize(c)) > self.max_caption_len for c in train_captions)
+        long = sum(len(words) > self.max_caption_len for words in train_words)
         sizes = ", ".join(f"{s} {len(records.get(s, []))}" for s in SPLITS)
         self.report.append(f"data={self.name}: images {sizes}; vocabulary {len(self.vocab)} words ({origin})")
         if long:

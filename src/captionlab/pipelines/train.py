@@ -28,6 +28,7 @@ from captionlab.systems.loading import load_system
 from captionlab.training.checkpoint_io import AtomicCheckpointIO
 from captionlab.training.loggers import fill_identity, finish_loggers, run_hparams, run_identity
 from captionlab.utils.io import write_json, write_predictions
+from captionlab.utils.nested import flatten
 from captionlab.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,6 @@ RESUME_IGNORED = {
 RESUME_SECTIONS = ("model", "data", "encoder", "decoder")
 
 
-def _flatten(node: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}.{key}").items()}
-    return {prefix: node}
-
-
 def _short(value: Any) -> str:
     text = str(value)
     return text.rsplit(".", 1)[-1] if isinstance(value, str) and text.startswith("captionlab.") else text
@@ -76,8 +71,8 @@ def check_resume(cfg: DictConfig) -> dict[str, Any]:
     saved = checkpoint_hparams(checkpoint, cfg.ckpt_path)["config"]
     differences = []
     for section in RESUME_SECTIONS:
-        then = _flatten(saved.get(section, {}), section)
-        now = _flatten(OmegaConf.to_container(cfg[section], resolve=True), section)
+        then = flatten(saved.get(section, {}), section)
+        now = flatten(OmegaConf.to_container(cfg[section], resolve=True), section)
         for key in sorted(set(then) | set(now)):
             if key.rsplit(".", 1)[-1] not in RESUME_IGNORED and then.get(key) != now.get(key):
                 differences.append(

@@ -56,10 +56,6 @@ class SearchStrategy:
                 f"need 0 <= search.min_new_tokens ({min_new_tokens}) <= search.max_new_tokens "
                 f"({max_new_tokens}) and max_new_tokens >= 1"
             )
-        if no_repeat_ngram_size < 0:
-            raise OptionError(
-                f"search.no_repeat_ngram_size={no_repeat_ngram_size}: use 0 (off) or a positive n-gram size"
-            )
         self.max_new_tokens, self.min_new_tokens, self.suppress_unk = (
             max_new_tokens,
             min_new_tokens,

@@ -35,13 +35,10 @@ class SampleSearch(GreedySearch):
         self.num_return_sequences, self.do_sample, self.seed = num_return_sequences, do_sample, seed
         # the sampling warpers: temperature, then top-k, then top-p (each validates its setting)
         self._warpers: list[LogitsProcessor] = [Temperature(temperature)]
-        if top_k < 0:
-            raise OptionError(f"search.top_k={top_k}: give 0 (off) or a positive number of words")
-        if top_k:
+        if top_k:  # 0: off
             self._warpers.append(TopK(top_k))
-        top_p_rule = TopP(top_p)  # validates top_p; 1.0 keeps every word, so it is left out
-        if top_p < 1.0:
-            self._warpers.append(top_p_rule)
+        if top_p != 1.0:  # 1.0 keeps every word
+            self._warpers.append(TopP(top_p))
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> torch.Generator | None:

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from captionlab.registry import register
+from captionlab.utils.nested import flatten
 
 NOT_LOGGED = ("paths", "hydra", "logger", "callbacks", "trainer")
 
@@ -86,16 +87,10 @@ def fill_identity(logger_cfg: DictConfig | None, identity: dict[str, Any]) -> No
 def run_hparams(cfg: DictConfig, module: pl.LightningModule) -> dict[str, Any]:
     """The config flattened to dotted keys (without paths and logging plumbing) plus parameter counts."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), value)
-        else:
-            flat[prefix] = node if isinstance(node, (int, float, str, bool)) or node is None else str(node)
-
-    walk("", {k: v for k, v in plain.items() if k not in NOT_LOGGED})
+    flat = {
+        key: value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+        for key, value in flatten({k: v for k, v in plain.items() if k not in NOT_LOGGED}).items()
+    }
     parameters = list(module.parameters())
     total = sum(p.numel() for p in parameters)
     trainable = sum(p.numel() for p in parameters if p.requires_grad)
