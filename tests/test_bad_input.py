@@ -320,7 +320,7 @@ def test_a_failed_resume_leaves_the_finished_run_as_it_was(tiny_run, tmp_path, c
     if case == "other_decoder":
         assert (
             line.startswith("error: cannot resume from")
-            and "decoder._target_=AttentionLSTMDecoder (the checkpoint's run: LSTMDecoder)" in line
+            and "decoder._target_=decoder/attention (the checkpoint's run: decoder/lstm)" in line
         )
     else:
         assert line.startswith("error: cannot read checkpoint")
@@ -565,7 +565,7 @@ def test_bad_data_options_are_one_line(option, value):
 
 
 def test_common_trainer_arguments_need_no_plus(tmp_path):
-    from hydra.utils import instantiate
+    from captionlab.registry import build
 
     cfg = compose(
         [
@@ -578,8 +578,8 @@ def test_common_trainer_arguments_need_no_plus(tmp_path):
         ]
     )
     assert cfg.trainer.fast_dev_run is True and cfg.trainer.limit_train_batches == 10
-    trainer = instantiate(
-        compose([f"paths.output_dir={tmp_path}"]).trainer, logger=False, enable_checkpointing=False
+    trainer = build(
+        compose([f"paths.output_dir={tmp_path}"]).trainer, "trainer", logger=False, enable_checkpointing=False
     )
     assert trainer.limit_train_batches == 1.0 and trainer.max_steps == -1
 

@@ -86,7 +86,7 @@ def test_a_users_config_folder_adds_options(tmp_path):
     (tmp_path / "decoder" / "big_lstm.yaml").write_text("defaults:\n  - lstm\n  - _self_\nhidden_dim: 64\n")
     result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "decoder=big_lstm", "--cfg", "job")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "LSTMDecoder" in result.stdout and "hidden_dim: 64" in result.stdout
+    assert "_target_: decoder/lstm" in result.stdout and "hidden_dim: 64" in result.stdout
     result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "decoder=bigger_lstm")
     assert result.stderr.strip() == (
         "error: unknown decoder option 'bigger_lstm'; choose one of: attention, big_lstm, lstm, transformer"

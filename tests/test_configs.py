@@ -20,15 +20,17 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
     cfg = compose([f"{group}={option}", f"paths.output_dir={tmp_path}"])
     # resolve everything but Hydra's own node (absent outside a Hydra run)
     container = OmegaConf.to_container(cfg, resolve=True)
-    for section in ("data", "encoder", "decoder", "search", "loss"):
-        check_targets(container[section], section)
-    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    # every section captionlab builds names registered components (Hydra's own launchers and
+    # sweepers, under hydra:, are Hydra's)
+    for section in ("model", "data", "encoder", "decoder", "search", "loss", "optim", "trainer", "callbacks", "logger"):
+        check_targets(container.get(section) or {}, section)
+    assert cfg.trainer._target_ == "trainer/lightning"
 
 
 def test_default_groups():
     cfg = compose(["paths.output_dir=/tmp/x"])
     assert cfg.data.name == "shapes" and cfg.encoder.name == "resnet10t"
-    assert cfg.decoder._target_.endswith("LSTMDecoder") and cfg.search._target_.endswith("GreedySearch")
+    assert cfg.decoder._target_ == "decoder/lstm" and cfg.search._target_ == "search/greedy"
     assert cfg.optimized_metric == "val/cider_best"
     assert cfg.callbacks.model_checkpoint.monitor == "val/cider"
 
@@ -55,5 +57,12 @@ def test_registry_refuses_foreign_targets():
         check_targets({"_target_": "builtins.eval"}, "decoder")
     with pytest.raises(UserError):
         check_targets({"inner": {"_target_": "os.system"}}, "encoder")
-    check_targets({"_target_": "captionlab.models.decoders.lstm.LSTMDecoder"}, "decoder")
+    with pytest.raises(UserError, match="registered decoder components: attention, lstm, transformer"):
+        check_targets({"_target_": "decoder/nope"}, "decoder")
+    # names, the classes' own paths, and old paths (the alias table) all find the same component
+    for target in ("decoder/lstm", "captionlab.models.decoders.lstm.LSTMDecoder"):
+        assert [c.key for c in check_targets({"_target_": target}, "decoder")] == ["decoder/lstm"]
+    assert [c.key for c in check_targets({"_target_": "torch.optim.Adam"}, "optim")] == ["optimizer/adam"]
+    old = {"_target_": "captionlab.training.module.CaptionModule"}
+    assert [c.key for c in check_targets(old, "model")] == ["model/captioner"]
     assert Path(ROOT / "conf" / "train.yaml").is_file()

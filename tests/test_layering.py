@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "captionlab"
 
 LAYERS = {
-    1: ("errors", "registry", "text", "types", "checkpoint_file", "utils"),  # the leaves
+    1: ("errors", "registry", "plugins", "text", "types", "checkpoint_file", "utils"),  # the leaves
     2: ("data", "models", "search", "metrics", "viz"),  # the parts, each on the leaves alone
     3: ("features", "training", "systems"),  # feature caches, training, the LightningModules
     4: ("pipelines", "cli", "compare"),  # what the entry points run

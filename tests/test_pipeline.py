@@ -102,7 +102,10 @@ def test_checkpoint_is_plain_data(tiny_run):
     hparams = checkpoint["hyper_parameters"]
     assert hparams["stage"] == "xe" and hparams["vocab"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
     assert hparams["preprocessing"]["input_size"] == [3, 64, 64]
-    assert hparams["config"]["search"]["_target_"] == "captionlab.search.greedy.GreedySearch"
+    # components by registry name, and the format they are written in
+    assert hparams["config"]["search"]["_target_"] == "search/greedy"
+    assert hparams["config"]["optim"]["optimizer"]["_target_"] == "optimizer/adam"
+    assert checkpoint["captionlab"] == {"format_version": 2, "plugins": {}}
 
 
 def test_foreign_target_in_a_checkpoint_is_refused(tiny_run, tmp_path):

@@ -99,7 +99,7 @@ def test_the_config_keys_build_the_rule_list():
     ]
 
 
-@register
+@register("processor", "ban_word")
 class BanWord:
     """A user's rule: one word never appears."""
 
@@ -111,10 +111,13 @@ class BanWord:
 
 
 def test_a_users_registered_rule_joins_the_list():
-    target = f"{BanWord.__module__}.{BanWord.__qualname__}"
+    target = "processor/ban_word"
     search = GreedySearch(extra_processors=[{"_target_": target, "word_id": 6}])
     assert type(search.processors[-1]).__name__ == "BanWord"
     assert 6 in _banned(search.constrain(_scores(), torch.empty(2, 0, dtype=torch.long)))[0]
     assert search.config()["extra_processors"] == [{"_target_": target, "word_id": 6}]
-    with pytest.raises(UserError, match="not a captionlab component"):
+    # by class path too (what a user's own config may say)
+    path = f"{BanWord.__module__}.{BanWord.__qualname__}"
+    assert type(GreedySearch(extra_processors=[{"_target_": path, "word_id": 6}]).processors[-1]) is BanWord
+    with pytest.raises(UserError, match="not a registered component"):
         GreedySearch(extra_processors=[{"_target_": "os.system", "command": "true"}])

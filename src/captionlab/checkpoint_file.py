@@ -15,7 +15,10 @@ from captionlab.errors import UserError
 
 REQUIRED = ("config", "vocab", "preprocessing", "stage")
 # checkpoints made before the model group are neural captioners
-DEFAULT_MODEL = "captionlab.systems.captioner.CaptionerSystem"
+DEFAULT_MODEL = "model/captioner"
+# The layout this captionlab writes, under checkpoint["captionlab"]: 1 (no such entry): configs name
+# classes by module path; 2: by registry name, with the plugins the components came from.
+FORMAT_VERSION = 2
 ENCODER_PREFIX = "captioner.encoder.model."
 
 
@@ -53,8 +56,28 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def format_record(plugins: dict[str, Any]) -> dict[str, Any]:
+    """What captionlab adds to each checkpoint it writes: the format version and the plugins needed."""
+    return {"format_version": FORMAT_VERSION, "plugins": plugins}
+
+
+def checkpoint_format(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's format record; a newer format than this captionlab reads is refused."""
+    record = checkpoint.get("captionlab") or {"format_version": 1, "plugins": {}}
+    version = record.get("format_version") if isinstance(record, dict) else None
+    if not isinstance(version, int):
+        raise UserError(f"{path} is not a captionlab checkpoint (its format record is damaged)")
+    if version > FORMAT_VERSION:
+        raise UserError(
+            f"{path} was written by a newer captionlab (checkpoint format {version}; this one reads "
+            f"formats up to {FORMAT_VERSION}): upgrade captionlab (pip install -U captionlab)"
+        )
+    return record
+
+
 def checkpoint_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The plain-data description of the model in a checkpoint (config, vocabulary, preprocessing, stage)."""
+    checkpoint_format(checkpoint, path)
     hparams = checkpoint.get("hyper_parameters", {})
     missing = [key for key in REQUIRED if not isinstance(hparams, dict) or key not in hparams]
     if missing or "state_dict" not in checkpoint:

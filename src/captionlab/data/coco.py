@@ -17,7 +17,7 @@ from captionlab.types import CaptionRecord
 from captionlab.utils.io import read_text
 
 
-@register
+@register("source", "coco")
 class CocoSource:
     def __init__(
         self,

@@ -110,7 +110,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-@register
+@register("datamodule", "captions")
 class CaptionDataModule(pl.LightningDataModule):
     """Loads a source's records, builds the vocabulary from the train split, serves the loaders.
 

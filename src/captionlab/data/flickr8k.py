@@ -33,7 +33,7 @@ LOOKS_FOR = f"{TOKEN_FILE} with {', '.join(SPLIT_FILES.values())}, or Kaggle's {
 KNOWN_BAD_NAMES = {"2258277193_586949ec62.jpg.1"}
 
 
-@register
+@register("source", "flickr8k")
 class Flickr8kSource:
     def __init__(
         self, root: str | None, image_dir: str | None = None, on_error: str = "raise", split_seed: int = 0

@@ -20,7 +20,7 @@ from captionlab.types import CaptionRecord
 from captionlab.utils.io import read_text
 
 
-@register
+@register("source", "folder")
 class FolderSource:
     def __init__(
         self,

@@ -17,7 +17,7 @@ from captionlab.types import CaptionRecord
 from captionlab.utils.io import read_text
 
 
-@register
+@register("source", "karpathy")
 class KarpathySource:
     def __init__(
         self,

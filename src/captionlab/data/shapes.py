@@ -238,7 +238,7 @@ def object_attributes(objects: list[dict]) -> tuple[tuple[str, str], ...]:
     )
 
 
-@register
+@register("source", "shapes")
 class ShapesSource:
     """Generates the dataset once into `cache_dir/shapes-<key>/` (PNG files + captions.json).
 

@@ -18,7 +18,7 @@ from captionlab.registry import register
 from captionlab.types import EncoderOutput
 
 
-@register
+@register("encoder", "timm")
 class TimmEncoder(nn.Module):
     """Wraps `timm.create_model(name)`.
 

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
+from captionlab.registry import build
 
 
 def ensure_writable(folder: Path) -> None:
@@ -26,11 +26,11 @@ def ensure_writable(folder: Path) -> None:
         ) from None
 
 
-def instantiate_all(section: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger section (entries may be null)."""
+def build_all(section: DictConfig | None, what: str) -> list[Any]:
+    """Build every entry of a callbacks/logger section (entries may be null)."""
     if not section:
         return []
-    return [instantiate(entry) for entry in section.values() if entry and "_target_" in entry]
+    return [build(entry, f"{what}.{key}") for key, entry in section.items() if entry and "_target_" in entry]
 
 
 def metrics_table(results: dict[str, dict[str, Any]]) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from captionlab.data.records import canonical_split
@@ -107,7 +106,7 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
     datamodule.split(split)  # a clear error when the data has no such split
     if use_cached_features(datamodule, module.captioner.encoder, default_device()):
         log.info(datamodule.report[-1])
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=False, callbacks=[], enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     source = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "search": module.search.config()}
     return datamodule, module.predictions[split], dict(module.scores[split]), source

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from captionlab.checkpoint_file import checkpoint_hparams, read_checkpoint
@@ -19,10 +18,10 @@ from captionlab.pipelines.common import (
     default_device,
     ensure_writable,
     hydra_choices,
-    instantiate_all,
+    build_all,
     metrics_table,
 )
-from captionlab.registry import build
+from captionlab.registry import build, with_names
 from captionlab.systems.base import BaseSystem, system_class
 from captionlab.systems.loading import load_system
 from captionlab.training.checkpoint_io import AtomicCheckpointIO
@@ -58,11 +57,6 @@ RESUME_IGNORED = {
 RESUME_SECTIONS = ("model", "data", "encoder", "decoder")
 
 
-def _short(value: Any) -> str:
-    text = str(value)
-    return text.rsplit(".", 1)[-1] if isinstance(value, str) and text.startswith("captionlab.") else text
-
-
 def check_resume(cfg: DictConfig) -> dict[str, Any]:
     """The checkpoint that `ckpt_path` resumes, read safely (weights only) and checked against the
     composed model and data, before anything is written: a corrupt file or other settings are
@@ -71,13 +65,13 @@ def check_resume(cfg: DictConfig) -> dict[str, Any]:
     saved = checkpoint_hparams(checkpoint, cfg.ckpt_path)["config"]
     differences = []
     for section in RESUME_SECTIONS:
-        then = flatten(saved.get(section, {}), section)
-        now = flatten(OmegaConf.to_container(cfg[section], resolve=True), section)
+        # by registry names: a checkpoint of format 1 names classes by module path
+        then = flatten(with_names(saved.get(section, {}), f"checkpoint {cfg.ckpt_path}"), section)
+        now = flatten(with_names(cfg[section], section), section)
         for key in sorted(set(then) | set(now)):
             if key.rsplit(".", 1)[-1] not in RESUME_IGNORED and then.get(key) != now.get(key):
                 differences.append(
-                    f"{key}={_short(now.get(key, '(not set)'))} "
-                    f"(the checkpoint's run: {_short(then.get(key, '(not set)'))})"
+                    f"{key}={now.get(key, '(not set)')} (the checkpoint's run: {then.get(key, '(not set)')})"
                 )
     if differences:
         shown = "; ".join(differences[:4]) + (
@@ -163,10 +157,11 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         log.info(datamodule.report[-1])
 
     fill_identity(cfg.get("logger"), run_identity(cfg, hydra_choices()))
-    trainer: pl.Trainer = instantiate(
+    trainer: pl.Trainer = build(
         cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
-        logger=instantiate_all(cfg.get("logger")) or False,
+        "trainer",
+        callbacks=build_all(cfg.get("callbacks"), "callbacks"),
+        logger=build_all(cfg.get("logger"), "logger") or False,
         plugins=[AtomicCheckpointIO()],
     )
     try:

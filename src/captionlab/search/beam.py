@@ -34,7 +34,7 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index.view(*index.shape, *[1] * (values.dim() - 2)).expand(shape))
 
 
-@register
+@register("search", "beam")
 class BeamSearch(SearchStrategy):
     def __init__(
         self, num_beams: int = 3, length_penalty: float = 1.0, num_return_sequences: int = 1, **rules

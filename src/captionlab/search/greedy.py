@@ -9,7 +9,7 @@ from captionlab.search.base import SearchStrategy
 from captionlab.types import Decoder, EncoderOutput, SearchOutput
 
 
-@register
+@register("search", "greedy")
 class GreedySearch(SearchStrategy):
     """The most probable word at every step. Subclasses change `pick` (sampling) and
     `num_return_sequences` (several captions per image)."""

@@ -4,12 +4,12 @@ scores with the tokens it forbids at -inf (or, for the sampling warpers, reshape
 applies its list in order; the list is built from the search config's keys (Hugging Face's
 names), and `search.extra_processors` adds the user's own, given as registered `_target_`s:
 
-    @register
+    @register("processor", "ban_word")
     class BanWord:
         def __init__(self, word_id: int): ...
         def __call__(self, history, scores): return scores.index_fill(1, torch.tensor([self.word_id]), -inf)
 
-    python train.py search.extra_processors='[{_target_: mypackage.BanWord, word_id: 7}]'
+    python train.py search.extra_processors='[{_target_: processor/ban_word, word_id: 7}]' plugins=[mypackage]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class LogitsProcessor(Protocol):
     def __call__(self, history: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
 
 
-@register
+@register("processor", "suppress_tokens")
 class SuppressTokens:
     """These tokens never come next (`<pad>` and `<bos>` always; `<unk>` with `suppress_unk`)."""
 
@@ -42,7 +42,7 @@ class SuppressTokens:
         return scores.index_fill(1, torch.tensor(self.token_ids, device=scores.device), NEG_INF)
 
 
-@register
+@register("processor", "min_new_tokens")
 class MinNewTokens:
     """`<eos>` is forbidden before `min_new_tokens` words."""
 
@@ -73,7 +73,7 @@ def repeated_ngram_mask(history: torch.Tensor, size: int, vocab_size: int) -> to
     return hits > 0
 
 
-@register
+@register("processor", "no_repeat_ngram")
 class NoRepeatNGram:
     """No n-gram of `size` words occurs twice in a caption (Hugging Face's `no_repeat_ngram_size`)."""
 
@@ -86,7 +86,7 @@ class NoRepeatNGram:
         return scores.masked_fill(repeated_ngram_mask(history, self.size, scores.shape[1]), NEG_INF)
 
 
-@register
+@register("processor", "block_repeated_words")
 class BlockRepeatedWords:
     """The previous word never comes again right away ("a blue blue ...")."""
 
@@ -96,7 +96,7 @@ class BlockRepeatedWords:
         return scores.scatter(1, history[:, -1:], NEG_INF)
 
 
-@register
+@register("processor", "temperature")
 class Temperature:
     """Sampling: scores divided by the temperature (< 1 sharper, > 1 flatter)."""
 
@@ -109,7 +109,7 @@ class Temperature:
         return scores / self.temperature
 
 
-@register
+@register("processor", "top_k")
 class TopK:
     """Sampling: only the `top_k` most probable tokens stay."""
 
@@ -125,7 +125,7 @@ class TopK:
         return scores.masked_fill(scores < kth, NEG_INF)
 
 
-@register
+@register("processor", "top_p")
 class TopP:
     """Sampling: the smallest set of most probable tokens whose probability reaches `top_p`
     (nucleus sampling); the most probable token always stays."""

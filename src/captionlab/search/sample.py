@@ -16,7 +16,7 @@ from captionlab.search.greedy import GreedySearch
 from captionlab.search.processors import LogitsProcessor, Temperature, TopK, TopP, apply_processors
 
 
-@register
+@register("search", "sample")
 class SampleSearch(GreedySearch):
     def __init__(
         self,

@@ -14,14 +14,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
+from captionlab import plugins
+from captionlab.checkpoint_file import format_record
 from captionlab.errors import UserError
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
-from captionlab.registry import build, registered_class
+from captionlab.registry import build, check_targets, registered_class, with_names
 from captionlab.text import Vocabulary
 from captionlab.training.rng import capture_rng_states, restore_rng_states
 from captionlab.types import Batch
@@ -61,7 +62,8 @@ class BaseSystem(pl.LightningModule):
         stage = stage or self.default_stage
         super().__init__()
         self.vocab = Vocabulary(vocab)
-        self.config = config
+        # components by their registry names: the checkpoint stays loadable when classes move
+        self.config = config = with_names(config, "config")
         self.captioner = self.build_captioner(config)
         self.search = build(config["search"], "search")
         # loggers get a flat view with parameter counts instead (train.py), not the vocabulary
@@ -89,6 +91,7 @@ class BaseSystem(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = capture_rng_states()
+        checkpoint["captionlab"] = format_record(plugins.record(check_targets(self.config, "config")))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores the weights; remember which epoch they come from (for metrics.json).
@@ -146,10 +149,10 @@ class BaseSystem(pl.LightningModule):
         encoder_params = [p for p in encoder.parameters() if p.requires_grad]
         if encoder_params:
             groups.append({"params": encoder_params, "lr": optim["optimizer"]["lr"] * encoder.lr_mult})
-        optimizer = instantiate(optim["optimizer"])(groups)
+        optimizer = build(optim["optimizer"], "optim.optimizer")(groups)
         if not optim.get("scheduler"):
             return optimizer
-        factory = instantiate(optim["scheduler"])
+        factory = build(optim["scheduler"], "optim.scheduler")
         # schedules defined over the whole run (warmup_cosine) get its length in steps
         needs_total = "total_steps" in inspect.signature(factory).parameters
         extra = {"total_steps": int(self.trainer.estimated_stepping_batches)} if needs_total else {}

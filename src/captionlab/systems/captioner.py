@@ -16,7 +16,7 @@ from captionlab.types import Batch
 log = logging.getLogger(__name__)
 
 
-@register
+@register("model", "captioner")
 class CaptionerSystem(BaseSystem):
     """A neural captioner (encoder + decoder, decoded by the search strategy) trained by its loss:
     teacher-forced cross-entropy, or self-critical sequence training as a second stage."""

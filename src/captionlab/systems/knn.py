@@ -132,7 +132,7 @@ class NearestNeighbourCaptioner(nn.Module):
         return texts_to_output(self.vocab, chosen, self.features.device)
 
 
-@register
+@register("model", "knn")
 class KnnSystem(BaseSystem):
     """Trains (indexes) in one pass with no gradient; val/test/evaluate.py/caption.py as for any model."""
 

@@ -7,9 +7,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from captionlab.checkpoint_file import checkpoint_hparams, read_checkpoint
+from captionlab import plugins
+from captionlab.checkpoint_file import checkpoint_format, checkpoint_hparams, read_checkpoint
 from captionlab.errors import UserError
-from captionlab.registry import check_targets
+from captionlab.registry import check_targets, origins
 from captionlab.systems.base import BaseSystem, system_class
 
 
@@ -25,6 +26,8 @@ def load_system(
     so the system is built from its final config."""
     checkpoint = read_checkpoint(path)
     hparams = checkpoint_hparams(checkpoint, path)
+    plugins.load()  # the installed ones; named ones (plugins=[...]) are loaded at start-up
+    plugins.check_available(checkpoint_format(checkpoint, path)["plugins"], origins(), f"checkpoint {path}")
     config = copy.deepcopy(hparams["config"])
     stage = hparams["stage"]
     if training:
@@ -33,7 +36,7 @@ def load_system(
         )
         stage = None
     config.update(copy.deepcopy(overrides or {}))
-    for section in ("model", "data", "encoder", "decoder", "search", "loss"):
+    for section in ("model", "data", "encoder", "decoder", "search", "loss", "optim"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
     config["encoder"].update(pretrained=False, checkpoint=None)

@@ -115,7 +115,7 @@ class TemplateCaptioner(nn.Module):
         return texts_to_output(self.vocab, options, next(iter(logprobs.values())).device)
 
 
-@register
+@register("model", "template")
 class TemplateSystem(BaseSystem):
     """Trains its attribute heads with cross-entropy (frozen encoder); an ImageNet slot trains nothing."""
 

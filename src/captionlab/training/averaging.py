@@ -17,7 +17,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from captionlab.registry import register
 
 
-@register
+@register("callback", "weight_average")
 class WeightAverage(pl.Callback):
     def __init__(self, decay: float = 0.999):
         if not 0.0 < decay < 1.0:

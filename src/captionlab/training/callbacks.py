@@ -29,7 +29,7 @@ def epoch_line(row: dict, max_epochs: int | None) -> str:
     return " ".join(parts)
 
 
-@register
+@register("callback", "metrics_history")
 class MetricsHistory(pl.Callback):
     """Appends one JSON line per training epoch to `path`: mean train loss, learning rate and the
     latest validation metrics, and the epoch's wall time (training and validation apart), so every

@@ -54,7 +54,7 @@ def _tensorboard(
 SHOW: dict[type, Callable] = {pl.loggers.WandbLogger: _wandb, pl.loggers.TensorBoardLogger: _tensorboard}
 
 
-@register
+@register("callback", "sample_captions")
 class SampleCaptions(pl.Callback):
     """After each validation: captions of the first `num_images` val images (with references) and
     the attention overlays of the first `num_overlays`, to `path` and to the dashboards."""

@@ -31,7 +31,7 @@ def wandb_logged_in() -> bool:
         return False
 
 
-@register
+@register("logger", "wandb")
 def wandb_logger(
     project: str = "captionlab",
     name: str | None = None,

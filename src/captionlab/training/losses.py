@@ -14,7 +14,7 @@ from captionlab.text import PAD_ID
 from captionlab.types import Batch
 
 
-@register
+@register("loss", "xe")
 class CrossEntropyLoss(nn.Module):
     """Teacher-forced cross-entropy over real words and `<eos>`; padding is ignored."""
 

@@ -11,7 +11,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from captionlab.registry import register
 
 
-@register
+@register("scheduler", "warmup_cosine")
 def warmup_cosine(
     optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
 ) -> LambdaLR:
@@ -26,7 +26,7 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
-@register
+@register("scheduler", "inverse_sqrt")
 def inverse_sqrt(optimizer: Optimizer, warmup_steps: int) -> LambdaLR:
     """The transformer's schedule (Vaswani et al. 2017): linear warm-up, then decay with 1/sqrt(step),
     scaled so that the base rate is the peak, reached at `warmup_steps`."""

@@ -35,7 +35,7 @@ def sentence_bleu4(candidate: str, references: list[str]) -> float:
     return float(Bleu(4).compute_score({0: references}, {0: [candidate]}, verbose=0)[0][3])
 
 
-@register
+@register("loss", "scst")
 class SelfCriticalLoss(nn.Module):
     stage = "scst"
 

@@ -18,7 +18,7 @@ from captionlab.text import SpecialIds
 from captionlab.types import EncoderOutput, State
 
 
-@register
+@register("decoder", "attention")
 class AttentionLSTMDecoder(CaptionDecoder):
     def __init__(
         self,

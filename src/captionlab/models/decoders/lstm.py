@@ -15,7 +15,7 @@ from captionlab.registry import register
 from captionlab.types import EncoderOutput, State
 
 
-@register
+@register("decoder", "lstm")
 class LSTMDecoder(CaptionDecoder):
     def __init__(
         self,

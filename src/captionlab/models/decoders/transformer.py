@@ -70,7 +70,7 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return table
 
 
-@register
+@register("decoder", "transformer")
 class TransformerDecoder(CaptionDecoder):
     def __init__(
         self,
