@@ -7,11 +7,10 @@ image into outputs/caption/runs/<time>/.
 
 from pathlib import Path
 
-from captionlab.cli import hydra_entry
+from captionlab.cli import command_entry
 
-main = hydra_entry(
-    Path(__file__).resolve().parent / "conf", "caption", "captionlab.pipelines.caption:run_captioning"
-)
+# the same as `captionlab caption ...`, with outputs/ and .cache/ in the repository
+main = command_entry("caption", root=Path(__file__).resolve().parent)
 
 if __name__ == "__main__":
     main()

@@ -6,11 +6,10 @@ command line (search=..., data=...) replaces the checkpoint's. Results: outputs/
 
 from pathlib import Path
 
-from captionlab.cli import hydra_entry
+from captionlab.cli import command_entry
 
-main = hydra_entry(
-    Path(__file__).resolve().parent / "conf", "evaluate", "captionlab.pipelines.evaluate:run_evaluation"
-)
+# the same as `captionlab evaluate ...`, with outputs/ and .cache/ in the repository
+main = command_entry("evaluate", root=Path(__file__).resolve().parent)
 
 if __name__ == "__main__":
     main()

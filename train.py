@@ -5,14 +5,10 @@ Examples: python train.py; python train.py decoder=lstm trainer.max_epochs=3; py
 
 from pathlib import Path
 
-from captionlab.cli import hydra_entry
+from captionlab.cli import command_entry
 
-main = hydra_entry(
-    Path(__file__).resolve().parent / "conf",
-    "train",
-    "captionlab.pipelines.train:run_training",
-    preflight="captionlab.pipelines.train:check_resume",
-)
+# the same as `captionlab train ...`, with outputs/ and .cache/ in the repository
+main = command_entry("train", root=Path(__file__).resolve().parent)
 
 if __name__ == "__main__":
     main()

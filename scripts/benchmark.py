@@ -33,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from captionlab.cli import CONF_DIR  # noqa: E402
 from captionlab.features import use_cached_features  # noqa: E402
 from captionlab.models.decoders.base import CaptionDecoder  # noqa: E402
 from captionlab.registry import build  # noqa: E402
@@ -55,7 +56,7 @@ def _synchronize(device: torch.device) -> None:
 def _decoder(name: str, vocab_size: int, feature_dim: int, device: torch.device) -> CaptionDecoder:
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={EXPERIMENTS[name]}"])
     decoder = build(
         cfg.decoder, "decoder", vocab_size=vocab_size, feature_dim=feature_dim, embeddings_file=None

@@ -14,7 +14,7 @@ SHARED = ROOT.parent / "shared"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["CAPTIONLAB_ROOT"] = str(ROOT)
 
-from captionlab.cli import register_resolvers  # noqa: E402
+from captionlab.cli import CONF_DIR, register_resolvers  # noqa: E402
 
 register_resolvers()  # as the entry points do
 
@@ -40,7 +40,7 @@ def compose(overrides: list[str], config_name: str = "train"):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides)
 
 

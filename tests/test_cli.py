@@ -91,3 +91,18 @@ def test_a_users_config_folder_adds_options(tmp_path):
     assert result.stderr.strip() == (
         "error: unknown decoder option 'bigger_lstm'; choose one of: attention, big_lstm, lstm, transformer"
     )
+
+
+def test_the_captionlab_command_lists_commands_and_components():
+    result = run_cli("-m", "captionlab")
+    assert result.returncode == 2 and "commands:" in result.stdout and "evaluate" in result.stdout
+    result = run_cli("-m", "captionlab", "components", "decoder", "optimizer")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "decoder/attention" in result.stdout and "optimizer/adamw" in result.stdout
+    assert "loss/xe" not in result.stdout
+    result = run_cli("-m", "captionlab", "trian")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: unknown command 'trian'; choose one of: train, evaluate, caption, components"
+    )

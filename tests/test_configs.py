@@ -3,16 +3,16 @@
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose
+from conftest import CONF_DIR, compose
 from omegaconf import OmegaConf
 
 from captionlab.registry import check_targets
 
-GROUPS = sorted(p.name for p in (ROOT / "conf").iterdir() if p.is_dir() and p.name != "hydra")
+GROUPS = sorted(p.name for p in (CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
@@ -22,7 +22,18 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
     container = OmegaConf.to_container(cfg, resolve=True)
     # every section captionlab builds names registered components (Hydra's own launchers and
     # sweepers, under hydra:, are Hydra's)
-    for section in ("model", "data", "encoder", "decoder", "search", "loss", "optim", "trainer", "callbacks", "logger"):
+    for section in (
+        "model",
+        "data",
+        "encoder",
+        "decoder",
+        "search",
+        "loss",
+        "optim",
+        "trainer",
+        "callbacks",
+        "logger",
+    ):
         check_targets(container.get(section) or {}, section)
     assert cfg.trainer._target_ == "trainer/lightning"
 
@@ -44,7 +55,7 @@ def test_hydra_settings_keep_the_working_directory(tmp_path):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name="train", return_hydra_config=True)
     assert cfg.hydra.job.chdir is False
     assert "/runs/" in cfg.hydra.run.dir and "/multiruns/" in cfg.hydra.sweep.dir
@@ -57,7 +68,7 @@ def test_registry_refuses_foreign_targets():
         check_targets({"_target_": "builtins.eval"}, "decoder")
     with pytest.raises(UserError):
         check_targets({"inner": {"_target_": "os.system"}}, "encoder")
-    with pytest.raises(UserError, match="registered decoder components: attention, lstm, transformer"):
+    with pytest.raises(UserError, match="registered decoder components: attention, .*lstm, .*transformer"):
         check_targets({"_target_": "decoder/nope"}, "decoder")
     # names, the classes' own paths, and old paths (the alias table) all find the same component
     for target in ("decoder/lstm", "captionlab.models.decoders.lstm.LSTMDecoder"):
@@ -65,4 +76,4 @@ def test_registry_refuses_foreign_targets():
     assert [c.key for c in check_targets({"_target_": "torch.optim.Adam"}, "optim")] == ["optimizer/adam"]
     old = {"_target_": "captionlab.training.module.CaptionModule"}
     assert [c.key for c in check_targets(old, "model")] == ["model/captioner"]
-    assert Path(ROOT / "conf" / "train.yaml").is_file()
+    assert Path(CONF_DIR / "train.yaml").is_file()

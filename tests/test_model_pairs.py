@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from conftest import ROOT, compose
+from conftest import CONF_DIR, compose
 
 from captionlab.systems.captioner import CaptionerSystem
 
-ENCODERS = sorted(p.stem for p in (ROOT / "conf" / "encoder").glob("*.yaml"))
-DECODERS = sorted(p.stem for p in (ROOT / "conf" / "decoder").glob("*.yaml"))
+ENCODERS = sorted(p.stem for p in (CONF_DIR / "encoder").glob("*.yaml"))
+DECODERS = sorted(p.stem for p in (CONF_DIR / "decoder").glob("*.yaml"))
 VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>"] + [f"w{i}" for i in range(12)]
 TINY_DECODERS = {
     "lstm": ["decoder.hidden_dim=16", "decoder.embed_dim=8"],

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import compose
+from conftest import CONF_DIR, compose
 
 from captionlab.training.schedules import inverse_sqrt, warmup_cosine
 
@@ -165,12 +165,11 @@ def test_compiled_decoder_trains_and_saves_plain_parameter_names(tmp_path, cache
 
 
 def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
-    from conftest import ROOT
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     last = tmp_path / "runs" / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         resumed = hydra_compose("train", overrides=[f"ckpt_path={last}"], return_hydra_config=True)
         fresh = hydra_compose("train", return_hydra_config=True)
     assert resumed.hydra.run.dir == str(last.parent.parent)

@@ -5,7 +5,7 @@ import glob
 import sqlite3
 
 import pytest
-from conftest import compose, run_cli
+from conftest import CONF_DIR, compose, run_cli
 
 SMALL = [
     "data.source.num_train=64",
@@ -94,11 +94,10 @@ def test_run_identity_comes_from_the_config():
     [("launcher=joblib", "joblib"), ("launcher=slurm", "submitit"), ("hparams_search=optuna", "optuna")],
 )
 def test_sweep_presets_compose(preset, target):
-    from conftest import ROOT
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose("train", overrides=[preset], return_hydra_config=True)
     node = cfg.hydra.sweeper if target == "optuna" else cfg.hydra.launcher
     assert target in node._target_.lower()

@@ -1,4 +1,6 @@
-"""Hydra entry points with one-line errors for what a user can fix."""
+"""The command line: `captionlab train|evaluate|caption|components ...` (and the repository's
+train.py, evaluate.py, caption.py): Hydra entry points with one-line errors for what a user can fix,
+plugins loaded first, their config folders searched next to captionlab's."""
 
 from __future__ import annotations
 
@@ -6,10 +8,15 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from captionlab import plugins
 from captionlab.errors import UserError
+
+# captionlab's configs ship inside the package
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 _SWEEP_SYNTAX = re.compile(r"[(\[{]")
 _MISSING = object()
@@ -47,18 +54,50 @@ def _option_hint(conf_dir: Path, dotted: str) -> str | None:
     )
 
 
-def config_dirs(conf_dir: Path, args: list[str]) -> list[Path] | None:
-    """captionlab's config folder and the user's (`hydra.searchpath=[file://my_conf,...]`); None
-    when a search path entry is not a folder (`pkg://...`), whose options cannot be listed here."""
-    dirs = [conf_dir]
+def _list_value(args: list[str], key: str) -> list[str]:
+    """The entries of `key=[a,b]` (or `key=a`) on the command line."""
+    found = []
     for arg in args:
-        if arg.startswith("hydra.searchpath="):
-            for entry in arg.split("=", 1)[1].strip("[]").split(","):
-                entry = entry.strip().strip("'\"")
-                if not entry.startswith("file://"):
-                    return None
-                dirs.append(Path(entry[len("file://") :]).expanduser())
+        if arg.lstrip("+").startswith(f"{key}="):
+            value = arg.split("=", 1)[1].strip().strip("[]")
+            found += [entry.strip().strip("'\"") for entry in value.split(",") if entry.strip()]
+    return found
+
+
+def config_dirs(conf_dir: Path, args: list[str]) -> list[Path] | None:
+    """captionlab's config folder and the user's and plugins' (`hydra.searchpath=[file://my_conf,...]`);
+    None when a search path entry is not a folder (`pkg://...`), whose options cannot be listed here."""
+    dirs = [conf_dir]
+    for entry in _list_value(args, "hydra.searchpath"):
+        if not entry.startswith("file://"):
+            return None
+        dirs.append(Path(entry[len("file://") :]).expanduser())
     return dirs
+
+
+def with_plugin_configs(args: list[str]) -> list[str]:
+    """`args` with the config folders of the installed and named plugins added to
+    `hydra.searchpath` (after the user's own); plugins are found, not imported (a quick --help)."""
+    found = plugins.config_folders(plugins.installed() + plugins.named(_list_value(args, "plugins")))
+    if not found:
+        return args
+    entries = _list_value(args, "hydra.searchpath") + [f"file://{folder}" for folder in found]
+    rest = [arg for arg in args if not arg.startswith("hydra.searchpath=")]
+    # first: Hydra's parser takes overrides before its flags (--cfg job, --help)
+    return [f"hydra.searchpath=[{','.join(entries)}]", *rest]
+
+
+def extra_options(conf_dir: Path, args: list[str]) -> str:
+    """The group options that the user's and plugins' config folders add, for `--help` (Hydra's
+    own listing shows captionlab's folder only)."""
+    lines = []
+    for folder in (config_dirs(conf_dir, args) or [conf_dir])[1:]:
+        groups = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        for group in groups:
+            options = sorted(p.stem for p in group.glob("*.yaml"))
+            if options:
+                lines.append(f"{group.name}: {', '.join(options)}   ({folder})")
+    return "== Options from plugins and your config folders ==\n" + "\n".join(lines) if lines else ""
 
 
 def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
@@ -138,17 +177,19 @@ def hydra_entry(
     task_path: str,
     preflight: str | None = None,
     preflight_when: str = "ckpt_path",
+    root: Path | None = None,
 ) -> Callable[[], Any]:
     """Wrap `task(cfg)` ('module:function', imported only when it runs, so that --help and --cfg
     are quick) as a Hydra main; UserError -> 'error: ...' on stderr, exit status 2.
     `preflight` ('module:function') checks the composed config first when an override of
-    `preflight_when` is on the command line."""
+    `preflight_when` is on the command line. `root` (paths.root_dir: outputs/, .cache/) defaults to
+    the current folder."""
     import hydra
     import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    os.environ.setdefault("CAPTIONLAB_ROOT", str(conf_dir.parent))
+    os.environ.setdefault("CAPTIONLAB_ROOT", str(root or Path.cwd()))
     register_resolvers()
     # Let exceptions reach `entry` (which turns the user's mistakes into one line) instead of
     # Hydra's multi-line report.
@@ -159,6 +200,7 @@ def hydra_entry(
     def main(cfg):
         started.append(True)
         try:
+            plugins.load(cfg.get("plugins") or [])
             result = _call(task_path, cfg)
         except UserError as err:
             _fail(err)
@@ -169,10 +211,16 @@ def hydra_entry(
 
     def entry() -> Any:
         try:
-            check_group_overrides(conf_dir, sys.argv[1:])
-            if preflight and any(a.split("=", 1)[0] == preflight_when for a in sys.argv[1:]):
-                preflight_checks(conf_dir, config_name, preflight, sys.argv[1:])
-            return main()
+            sys.argv[1:] = args = with_plugin_configs(sys.argv[1:])
+            check_group_overrides(conf_dir, args)
+            if preflight and any(a.split("=", 1)[0] == preflight_when for a in args):
+                plugins.load(_list_value(args, "plugins"))
+                preflight_checks(conf_dir, config_name, preflight, args)
+            try:
+                return main()
+            finally:  # Hydra exits after --help
+                if {"--help", "-h"} & set(args) and extra_options(conf_dir, args):
+                    print(extra_options(conf_dir, args))
         except UserError as err:
             _fail(err)
         except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
@@ -201,3 +249,64 @@ def _lookup(result: dict, metric: str) -> float | None:
 def _fail(err: Exception | str) -> None:
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
+
+
+@dataclass(frozen=True)
+class Command:
+    task: str  # 'module:function' run with the composed config
+    about: str
+    preflight: str | None = None
+
+
+COMMANDS = {
+    "train": Command(
+        "captionlab.pipelines.train:run_training",
+        "train a captioner and score its best checkpoint on val and test",
+        preflight="captionlab.pipelines.train:check_resume",
+    ),
+    "evaluate": Command(
+        "captionlab.pipelines.evaluate:run_evaluation", "score a checkpoint (or a results file) on a split"
+    ),
+    "caption": Command("captionlab.pipelines.caption:run_captioning", "caption images with a checkpoint"),
+}
+USAGE = (
+    "usage: captionlab <command> [group=option ...] [key=value ...]\n\ncommands:\n"
+    + "".join(f"  {name:<11} {command.about}\n" for name, command in COMMANDS.items())
+    + "  components  list the registered components (captionlab's and the plugins'), by kind\n\n"
+    "captionlab <command> --help shows a command's config groups and options."
+)
+
+
+def command_entry(name: str, root: Path | None = None) -> Callable[[], Any]:
+    """The Hydra entry point of one command (`python train.py` is command_entry('train', repo))."""
+    command = COMMANDS[name]
+    return hydra_entry(CONF_DIR, name, command.task, preflight=command.preflight, root=root)
+
+
+def list_components(args: list[str]) -> None:
+    """`captionlab components [kind] [plugins=[...]]`: every registered name, with where it comes from."""
+    from captionlab.registry import components
+
+    plugins.load(_list_value(args, "plugins"))
+    kinds = [a for a in args if "=" not in a]
+    for entry in components():
+        if not kinds or entry.kind in kinds:
+            print(f"{entry.key:<32} {entry.obj.__module__}.{entry.obj.__qualname__}  ({entry.origin})")
+
+
+def main() -> None:
+    """The `captionlab` console script."""
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if args else 2)
+    name, rest = args[0], args[1:]
+    try:
+        if name == "components":
+            return list_components(rest)
+        if name not in COMMANDS:
+            raise UserError(f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}, components")
+    except UserError as err:
+        _fail(err)
+    sys.argv = [f"captionlab {name}", *rest]
+    command_entry(name)()

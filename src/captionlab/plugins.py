@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from captionlab.errors import UserError
-from captionlab.registry import Component, registering_for
+from captionlab.registry import Component
 
 ENTRY_POINT_GROUP = "captionlab.plugins"
 OWN = "captionlab"
@@ -93,23 +93,23 @@ def config_folders(plugins: Sequence[Plugin]) -> list[Path]:
 
 def load(names: Iterable[str] = ()) -> list[str]:
     """Import the installed plugins and those named (once each), so that their components are
-    registered; returns the packages loaded."""
+    registered (each under its top-level package, the code that called `register`); returns the
+    packages loaded."""
     for plugin in installed() + named(names):
         if plugin.module in _loaded:
             continue
         module_name, _, function = plugin.module.partition(":")
-        with registering_for(plugin.package):
-            try:
-                module = importlib.import_module(module_name)
-                if function:
-                    getattr(module, function)()
-            except UserError:
-                raise
-            except Exception as err:
-                raise UserError(
-                    f"plugin {plugin.module} ({plugin.source}) failed to load: {type(err).__name__}: "
-                    f"{' '.join(str(err).split())}; fix it, or uninstall it / leave it out of plugins="
-                ) from err
+        try:
+            module = importlib.import_module(module_name)
+            if function:
+                getattr(module, function)()
+        except UserError:
+            raise
+        except Exception as err:
+            raise UserError(
+                f"plugin {plugin.module} ({plugin.source}) failed to load: {type(err).__name__}: "
+                f"{' '.join(str(err).split())}; fix it, or uninstall it / leave it out of plugins="
+            ) from err
         _loaded[plugin.module] = plugin
     return sorted({p.package for p in _loaded.values()})
 

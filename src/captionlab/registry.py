@@ -16,7 +16,6 @@ Checkpoints store the names, so moving a class does not break them; `ALIASES` ma
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import re
 import sys
@@ -67,7 +66,7 @@ class Component:
     kind: str
     name: str
     obj: Callable
-    # the top-level package that registered it: "captionlab", or a plugin's module
+    # the top-level package whose code registered it: "captionlab", or a plugin's
     origin: str
 
     @property
@@ -77,7 +76,6 @@ class Component:
 
 _COMPONENTS: dict[str, Component] = {}  # "decoder/attention" -> its Component
 _BY_PATH: dict[str, str] = {}  # "<module>.<qualname>" of a registered object -> its name
-_loading_plugin: list[str] = []  # the plugin whose import is registering components now
 
 
 def _caller_package(depth: int) -> str:
@@ -90,8 +88,10 @@ def register(kind: str, name: str) -> Callable[[Callable], Callable]:
     `register(kind, name)(obj)` registers an object defined elsewhere (e.g. a torch optimizer)."""
     key = f"{kind}/{name}"
     if not NAME.match(key):
-        raise ValueError(f"register({kind!r}, {name!r}): use lower-case names like register('decoder', 'my_lstm')")
-    origin = _loading_plugin[-1] if _loading_plugin else _caller_package(2)
+        raise ValueError(
+            f"register({kind!r}, {name!r}): use lower-case names like register('decoder', 'my_lstm')"
+        )
+    origin = _caller_package(2)
 
     def add(obj: Callable) -> Callable:
         known = _COMPONENTS.get(key)
@@ -105,17 +105,6 @@ def register(kind: str, name: str) -> Callable[[Callable], Callable]:
         return obj
 
     return add
-
-
-@contextlib.contextmanager
-def registering_for(plugin: str) -> Iterator[None]:
-    """Components registered inside this block come from `plugin` (captionlab.plugins imports
-    plugins inside it, so a checkpoint can name the plugin its components need)."""
-    _loading_plugin.append(plugin)
-    try:
-        yield
-    finally:
-        _loading_plugin.pop()
 
 
 def _path(obj: Callable) -> str:

@@ -106,7 +106,9 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
     datamodule.split(split)  # a clear error when the data has no such split
     if use_cached_features(datamodule, module.captioner.encoder, default_device()):
         log.info(datamodule.report[-1])
-    trainer: pl.Trainer = build(cfg.trainer, "trainer", logger=False, callbacks=[], enable_checkpointing=False)
+    trainer: pl.Trainer = build(
+        cfg.trainer, "trainer", logger=False, callbacks=[], enable_checkpointing=False
+    )
     trainer.test(module, datamodule=datamodule, verbose=False)
     source = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "search": module.search.config()}
     return datamodule, module.predictions[split], dict(module.scores[split]), source

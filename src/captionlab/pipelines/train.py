@@ -15,10 +15,10 @@ from captionlab.checkpoint_file import checkpoint_hparams, read_checkpoint
 from captionlab.errors import UserError, require_int
 from captionlab.features import use_cached_features
 from captionlab.pipelines.common import (
+    build_all,
     default_device,
     ensure_writable,
     hydra_choices,
-    build_all,
     metrics_table,
 )
 from captionlab.registry import build, with_names
@@ -205,6 +205,13 @@ def _fit_and_score(
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if best is None and cfg.get("train", True) and not trainer.fast_dev_run:
         log.warning("no best checkpoint was saved; scoring the final weights")
+    if trainer.fast_dev_run and cfg.get("train", True):
+        # Lightning saves nothing under fast_dev_run; one file lets evaluate and caption be tried too
+        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+        log.info(
+            "fast_dev_run: final weights (not a trained model) in %s",
+            output_dir / "checkpoints" / "last.ckpt",
+        )
 
     results: dict[str, Any] = {}
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, **safe)

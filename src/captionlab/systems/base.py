@@ -35,7 +35,7 @@ def system_class(target: str, what: str) -> type[BaseSystem]:
     cls = registered_class(target, what)
     if not (isinstance(cls, type) and issubclass(cls, BaseSystem)):
         raise UserError(
-            f"{what}: '_target_: {target}' is not a captioning model (model=captioner, knn or template)"
+            f"{what}: '_target_: {target}' is not a captioning model (a model/... component: model=captioner, knn or template)"
         )
     return cls
 

@@ -66,8 +66,8 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         parts.append(choices["model"])
     else:
         parts += [
-            choices.get("decoder") or cfg.decoder._target_.rsplit(".", 1)[-1],
-            choices.get("search") or cfg.search._target_.rsplit(".", 1)[-1],
+            choices.get("decoder") or cfg.decoder._target_.rsplit("/", 1)[-1],
+            choices.get("search") or cfg.search._target_.rsplit("/", 1)[-1],
         ]
     group = choices.get("experiment") or cfg.get("task_name")
     tags = sorted({str(t) for t in cfg.get("tags") or []} | {str(p) for p in parts if p})
