@@ -3,6 +3,7 @@
     python scripts/benchmark.py search [--device cpu|cuda] [--images 500] [--naive-images 100]
     python scripts/benchmark.py feature_cache data.root=<flickr8k> encoder.checkpoint=<weights> [overrides]
     python scripts/benchmark.py knn <model=knn run>/checkpoints/best.ckpt [--split test]
+    python scripts/benchmark.py startup [--repeats 5] [--command captionlab]
 
 search: captions per second of batched greedy and beam 3/5 search for the three Flickr8k decoders
 (the `experiment=flickr8k_*` sizes: 7x7x1280 EfficientNet-Lite0 grid, a Flickr8k-sized vocabulary),
@@ -12,6 +13,9 @@ recomputing the whole prefix at every step. The decoders have random weights and
 is exactly `--length` words (`<eos>` is banned before), so every method does the same work.
 
 feature_cache: one training epoch with the cache off, on (extracting), on again (a hit).
+
+startup: wall time of `captionlab train --help` (the installed command; with the plugins
+installed in this environment), best and median of --repeats runs.
 
 knn: the time to index the training split from the cached features and to caption a split
 (nearest images by one matrix product per batch, then the consensus among their captions).
@@ -330,6 +334,27 @@ def benchmark_knn(checkpoint: str, split: str) -> None:
     )
 
 
+def benchmark_startup(command: str, repeats: int) -> None:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([command, "train", "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    print(
+        json.dumps(
+            {
+                "benchmark": "startup",
+                "command": f"{command} train --help",
+                "best_s": round(times[0], 3),
+                "median_s": round(times[len(times) // 2], 3),
+                "repeats": repeats,
+            }
+        ),
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sections = parser.add_subparsers(dest="section", required=True)
@@ -356,9 +381,14 @@ def main() -> None:
     )
     knn.add_argument("checkpoint")
     knn.add_argument("--split", default="test")
+    startup = sections.add_parser("startup", help="wall time of `captionlab train --help`")
+    startup.add_argument("--repeats", type=int, default=5)
+    startup.add_argument("--command", default=str(Path(sys.executable).with_name("captionlab")))
     args = parser.parse_args()
     if args.section == "search":
         benchmark_search(args)
+    elif args.section == "startup":
+        benchmark_startup(args.command, args.repeats)
     elif args.section == "knn":
         benchmark_knn(args.checkpoint, args.split)
     else:

@@ -204,6 +204,12 @@ def test_installed_tool_with_the_example_plugin_from_another_folder(installed_to
     result = _run([tool, "caption", f"ckpt_path={checkpoint}", f"images={images}"], work, env)
     assert result.returncode == 0 and "red.png: " in result.stdout, result.stderr[-3000:]
 
+    # Lightning's DDP launcher starts its second process with the same command line
+    ddp = ["trainer=ddp_cpu", "trainer.max_epochs=1", "hydra.run.dir=ddp_run", "metrics.meteor_final=false"]
+    result = _run([tool, "train", "decoder=gru", *ddp, *small, *quiet], work, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[rank: 1]" in (work / "ddp_run" / "train.log").read_text()
+
     result = _run([*installed_tool["pip"], "uninstall", "-q", "-y", "captionlab-toy"], work, env)
     assert result.returncode == 0, result.stderr
     result = _run([tool, "evaluate", f"ckpt_path={checkpoint}"], work, env)

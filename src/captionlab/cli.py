@@ -81,7 +81,9 @@ def with_plugin_configs(args: list[str]) -> list[str]:
     found = plugins.config_folders(plugins.installed() + plugins.named(_list_value(args, "plugins")))
     if not found:
         return args
-    entries = _list_value(args, "hydra.searchpath") + [f"file://{folder}" for folder in found]
+    entries = list(
+        dict.fromkeys(_list_value(args, "hydra.searchpath") + [f"file://{folder}" for folder in found])
+    )
     rest = [arg for arg in args if not arg.startswith("hydra.searchpath=")]
     # first: Hydra's parser takes overrides before its flags (--cfg job, --help)
     return [f"hydra.searchpath=[{','.join(entries)}]", *rest]
@@ -178,12 +180,14 @@ def hydra_entry(
     preflight: str | None = None,
     preflight_when: str = "ckpt_path",
     root: Path | None = None,
+    command_line: list[str] | None = None,
 ) -> Callable[[], Any]:
     """Wrap `task(cfg)` ('module:function', imported only when it runs, so that --help and --cfg
     are quick) as a Hydra main; UserError -> 'error: ...' on stderr, exit status 2.
     `preflight` ('module:function') checks the composed config first when an override of
     `preflight_when` is on the command line. `root` (paths.root_dir: outputs/, .cache/) defaults to
-    the current folder."""
+    the current folder. `command_line`: sys.argv as the shell gave it (`captionlab train ...`),
+    restored while the task runs, so that Lightning's DDP launcher starts its processes the same way."""
     import hydra
     import yaml
     from hydra.errors import HydraException
@@ -194,11 +198,13 @@ def hydra_entry(
     # Let exceptions reach `entry` (which turns the user's mistakes into one line) instead of
     # Hydra's multi-line report.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    started = []
+    started, relaunch = [], []
 
     @hydra.main(config_path=str(conf_dir), config_name=config_name, version_base="1.3")
     def main(cfg):
         started.append(True)
+        if relaunch:
+            sys.argv = list(relaunch)
         try:
             plugins.load(cfg.get("plugins") or [])
             result = _call(task_path, cfg)
@@ -212,6 +218,8 @@ def hydra_entry(
     def entry() -> Any:
         try:
             sys.argv[1:] = args = with_plugin_configs(sys.argv[1:])
+            if command_line:
+                relaunch[:] = [*command_line[:2], *args]
             check_group_overrides(conf_dir, args)
             if preflight and any(a.split("=", 1)[0] == preflight_when for a in args):
                 plugins.load(_list_value(args, "plugins"))
@@ -277,10 +285,14 @@ USAGE = (
 )
 
 
-def command_entry(name: str, root: Path | None = None) -> Callable[[], Any]:
+def command_entry(
+    name: str, root: Path | None = None, command_line: list[str] | None = None
+) -> Callable[[], Any]:
     """The Hydra entry point of one command (`python train.py` is command_entry('train', repo))."""
     command = COMMANDS[name]
-    return hydra_entry(CONF_DIR, name, command.task, preflight=command.preflight, root=root)
+    return hydra_entry(
+        CONF_DIR, name, command.task, preflight=command.preflight, root=root, command_line=command_line
+    )
 
 
 def list_components(args: list[str]) -> None:
@@ -308,5 +320,6 @@ def main() -> None:
             raise UserError(f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}, components")
     except UserError as err:
         _fail(err)
-    sys.argv = [f"captionlab {name}", *rest]
-    command_entry(name)()
+    command_line = list(sys.argv)
+    sys.argv = [f"captionlab {name}", *rest]  # what Hydra parses: the options after the command
+    command_entry(name, command_line=command_line)()
