@@ -117,7 +117,16 @@ def _lookup(target: str) -> Component | None:
     return _COMPONENTS.get(key)
 
 
-_imported_own: list[bool] = []
+_own_imported = False
+
+
+def _import_own() -> None:
+    """Import captionlab's component packages (once): their decorators register its components."""
+    global _own_imported
+    if not _own_imported:
+        _own_imported = True
+        for package in COMPONENT_PACKAGES:
+            importlib.import_module(package)
 
 
 def component(target: str) -> Component | None:
@@ -125,17 +134,15 @@ def component(target: str) -> Component | None:
     class path). captionlab's own packages are imported on the first miss; nothing else is ever
     imported here, so a config cannot make this run code the user did not install or name."""
     found = _lookup(str(target))
-    if found is None and not _imported_own:
-        _imported_own.append(True)
-        for package in COMPONENT_PACKAGES:
-            importlib.import_module(package)
+    if found is None and not _own_imported:
+        _import_own()
         found = _lookup(str(target))
     return found
 
 
 def components(kind: str | None = None) -> list[Component]:
     """Every registered component (of one kind), captionlab's packages imported first."""
-    component("")  # imports captionlab's packages once
+    _import_own()
     return sorted((c for c in _COMPONENTS.values() if kind in (None, c.kind)), key=lambda c: c.key)
 
 
