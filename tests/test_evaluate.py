@@ -132,7 +132,25 @@ def test_diversity_figures():
     from captionlab.metrics.diversity import diversity
 
     figures = diversity({1: "A dog runs.", 2: "a cat sits", 3: "a dog runs"}, ["a dog runs", "a bird flies"])
-    assert figures == {"distinct_words": 5, "novel_captions": pytest.approx(1 / 3), "mean_length": 3.0}
+    assert figures == {
+        "distinct_words": 5,
+        "novel_captions": pytest.approx(1 / 3),
+        "mean_length": 3.0,
+        "repeat_rate": 0.0,
+    }
+
+
+def test_repetition_and_length_limit_rates():
+    from captionlab.metrics.diversity import limit_rate, repeat_rate
+    from captionlab.text import EOS_ID, PAD_ID
+
+    # immediate repeats only: "a man ... a dog" is fine, "blue blue" is not
+    assert repeat_rate(["a man in a blue blue shirt", "a man and a dog", "Red, red wine"]) == pytest.approx(
+        2 / 3
+    )
+    cut, ended, late = [5, 6, 7, 8], [5, 6, EOS_ID, PAD_ID], [5, 6, 7, 8, EOS_ID]
+    assert limit_rate([cut, ended], max_new_tokens=4) == 0.5
+    assert limit_rate([late], max_new_tokens=4) == 1.0 and limit_rate([late], max_new_tokens=5) == 0.0
 
 
 def test_preprocessing_given_through_the_registry_stays_plain_data(tiny_run):

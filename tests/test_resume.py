@@ -84,6 +84,36 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_di
     assert whole["val"]["cider"] == pytest.approx(best["val/cider"], abs=1e-6)
 
 
+def test_a_resumed_scst_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir):
+    """Self-critical training resumes like cross-entropy training: the sampling streams, and the
+    starting model that the KL term compares with (saved in the checkpoint)."""
+    _train(tmp_path / "xe", cache_dir, "trainer.max_epochs=1", "test=false")
+    scst = [
+        "loss=scst",
+        f"init_from={tmp_path / 'xe' / 'checkpoints' / 'last.ckpt'}",
+        "loss.num_samples=3",
+        "loss.kl_weight=0.2",
+        "loss.entropy_weight=0.01",
+        "optim.optimizer.lr=1e-3",
+    ]
+    whole = _train(tmp_path / "whole", cache_dir, *scst)
+    _train(tmp_path / "stopped", cache_dir, *scst, "trainer.max_steps=6", "test=false")  # epoch 1 of 2
+    resumed = _train(
+        tmp_path / "stopped",
+        cache_dir,
+        *scst[:1],
+        *scst[2:],
+        f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}",
+    )
+    history = [json.loads(line) for line in (tmp_path / "whole" / "history.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (tmp_path / "stopped" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in again] == [0, 1]
+    for key in ("train/loss", "train/kl", "train/reward"):
+        assert again[-1][key] == pytest.approx(history[-1][key], abs=1e-6), key
+    assert history[-1]["train/kl"] > 0
+    assert _numbers(resumed) == pytest.approx(_numbers(whole), abs=1e-9)
+
+
 def test_weight_average_is_the_moving_average_and_validation_uses_it():
     from captionlab.training.averaging import WeightAverage
 

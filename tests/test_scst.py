@@ -49,6 +49,43 @@ def test_invalid_settings_are_rejected():
         SelfCriticalLoss(baseline="median")
     with pytest.raises(ValueError, match="num_samples"):
         SelfCriticalLoss(baseline="mean", num_samples=1)
+    with pytest.raises(ValueError, match="sample_method"):
+        SelfCriticalLoss(sample_method="nucleus")
+
+
+class _Records:
+    """What `prepare` reads of a DataModule: the training records and the vocabulary."""
+
+    def __init__(self, vocab):
+        from captionlab.types import CaptionRecord
+
+        self.vocab = vocab
+        self.records = [CaptionRecord(f"{k}.jpg", k, "train", tuple(v)) for k, v in REFERENCES.items()]
+
+    def split(self, name):
+        return self.records
+
+
+@pytest.mark.parametrize("include_eos", [True, False])
+def test_the_reward_sees_the_end_token_and_penalises_a_caption_cut_at_the_limit(include_eos):
+    from captionlab.text import EOS_ID, PAD_ID, Vocabulary
+
+    vocab = Vocabulary.build([c for v in REFERENCES.values() for c in v])
+    loss = SelfCriticalLoss(include_eos=include_eos)
+    loss.prepare(_Records(vocab))
+    words = [vocab.index[w] for w in "a dog runs on the grass".split()]
+    ended = torch.tensor([*words, EOS_ID, PAD_ID])
+    cut = torch.tensor([*words, vocab.index["a"], vocab.index["dog"]])  # max_new_tokens reached, no <eos>
+    [ended_reward, cut_reward] = loss.rewards(
+        [loss._sequence_words(ended), loss._sequence_words(cut)], [0, 0]
+    )
+    same_words = torch.tensor(words)  # the same words without <eos>: cut at exactly the limit
+    [bare] = loss.rewards([loss._sequence_words(same_words)], [0])
+    if include_eos:
+        assert loss._sequence_words(ended)[-1] == "<eos>" and "<eos>" not in loss._sequence_words(cut)
+        assert bare < ended_reward and cut_reward < ended_reward
+    else:
+        assert bare == ended_reward
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +167,37 @@ def test_a_new_stage_trains_in_train_mode_and_scoring_loads_in_eval_mode(tiny_ru
     training = {section: dict(cfg[section]) for section in ("data", "search", "loss", "optim", "metrics")}
     stage = load_system(best, training=training)
     assert stage.captioner.decoder.training and float(stage.cider_best) == 0.0  # its own best score
+
+
+def test_kl_to_the_starting_model_is_zero_at_the_start_and_entropy_is_logged(scst_module):
+    module, datamodule = scst_module
+    loss = SelfCriticalLoss(kl_weight=0.5, entropy_weight=0.01, num_samples=3, max_new_tokens=8)
+    loss.prepare(datamodule)
+    batch = next(iter(datamodule.train_dataloader()))
+    torch.manual_seed(0)
+    outputs = loss.step(module.captioner, batch)
+    assert float(outputs["kl"]) == pytest.approx(0.0, abs=1e-6) and float(outputs["entropy"]) > 0
+    outputs["loss"].backward()
+    state = loss.get_extra_state()["reference"]  # the starting weights, kept for a resumed run
+    with torch.no_grad():
+        next(module.captioner.decoder.parameters()).add_(0.5)  # the policy moves away
+    assert float(loss.step(module.captioner, batch)["kl"]) > 1e-4
+    module.zero_grad()
+    again = SelfCriticalLoss(kl_weight=0.5)
+    again.set_extra_state({"reference": state})  # as a resumed run restores it
+    assert all(torch.equal(again.reference(module.captioner).state_dict()[k], v) for k, v in state.items())
+    with torch.no_grad():
+        next(module.captioner.decoder.parameters()).sub_(0.5)
+
+
+def test_beam_scst_draws_num_samples_distinct_captions(scst_module):
+    module, datamodule = scst_module
+    loss = SelfCriticalLoss(sample_method="beam", num_samples=4, max_new_tokens=10)
+    batch = next(iter(datamodule.train_dataloader()))
+    drawn = loss.sampler(module.captioner.decoder, module.captioner.encode(batch)).sequences
+    assert drawn.shape[:2] == (batch["index"].shape[0], 4)
+    for captions in drawn:
+        assert len({tuple(c.tolist()) for c in captions}) == 4
+    loss.prepare(datamodule)
+    outputs = loss.step(module.captioner, batch)
+    assert torch.isfinite(outputs["loss"]) and float(outputs["reward"]) > 0

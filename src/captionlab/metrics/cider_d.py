@@ -3,7 +3,8 @@ counts and a length penalty, document frequencies computed ONCE from the trainin
 (not from each batch, which would make the reward depend on the batch).
 
 Captions are tokenised like the vocabulary (lower case, punctuation stripped): fast and
-deterministic for a training reward; reported scores still come from pycocoevalcap.
+deterministic for a training reward; reported scores still come from pycocoevalcap. A caption
+given as a list of words is taken as it is (SCST adds the end token as a word).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from collections.abc import Iterable, Sequence
 
 from captionlab.text import tokenize
 
+Caption = str | Sequence[str]  # text, or its words
 MAX_N, SIGMA = 4, 6.0
 
 NGramVector = list[dict[tuple[str, ...], float]]
+
+
+def _words(caption: Caption) -> list[str]:
+    return tokenize(caption) if isinstance(caption, str) else list(caption)
 
 
 def ngram_counts(words: Sequence[str]) -> Counter:
@@ -24,35 +30,37 @@ def ngram_counts(words: Sequence[str]) -> Counter:
 
 
 class CiderD:
-    def __init__(self, reference_sets: Iterable[Sequence[str]]):
+    def __init__(self, reference_sets: Iterable[Sequence[Caption]]):
         """`reference_sets`: one list of reference captions per training image."""
         frequency: Counter = Counter()
         images = 0
         for references in reference_sets:
             images += 1
-            frequency.update({ngram for caption in references for ngram in ngram_counts(tokenize(caption))})
+            frequency.update({ngram for caption in references for ngram in ngram_counts(_words(caption))})
         if not images:
             raise ValueError("CIDEr-D needs at least one image's references for its document frequencies")
         self.log_images = math.log(float(images))
         self.log_frequency = {ngram: math.log(max(1.0, count)) for ngram, count in frequency.items()}
         self._references: dict[object, list[tuple[NGramVector, list[float], int]]] = {}
 
-    def vector(self, caption: str) -> tuple[NGramVector, list[float], int]:
+    def vector(self, caption: Caption) -> tuple[NGramVector, list[float], int]:
         """The caption's tf-idf n-gram vectors, their norms and its length (reusable in `similarity`)."""
-        words = tokenize(caption)
+        words = _words(caption)
         vector: NGramVector = [{} for _ in range(MAX_N)]
         for ngram, count in ngram_counts(words).items():
             vector[len(ngram) - 1][ngram] = count * (self.log_images - self.log_frequency.get(ngram, 0.0))
         norms = [math.sqrt(sum(v * v for v in level.values())) for level in vector]
         return vector, norms, len(words)
 
-    def references(self, key: object, captions: Sequence[str]) -> list[tuple[NGramVector, list[float], int]]:
+    def references(
+        self, key: object, captions: Sequence[Caption]
+    ) -> list[tuple[NGramVector, list[float], int]]:
         """The references' vectors, computed once per `key` (an image)."""
         if key not in self._references:
             self._references[key] = [self.vector(c) for c in captions]
         return self._references[key]
 
-    def score(self, candidate: str, references: list[tuple[NGramVector, list[float], int]]) -> float:
+    def score(self, candidate: Caption, references: list[tuple[NGramVector, list[float], int]]) -> float:
         return self.similarity(self.vector(candidate), references)
 
     def similarity(

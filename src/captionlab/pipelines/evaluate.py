@@ -161,7 +161,13 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         print(metrics_table({split: scores}))
         print(
             f"diversity: {scores['distinct_words']} distinct words, {100 * scores['novel_captions']:.1f}% of captions "
-            f"not in the training captions, {scores['mean_length']:.2f} words per caption"
+            f"not in the training captions, {scores['mean_length']:.2f} words per caption, "
+            f"{100 * scores['repeat_rate']:.1f}% repeat a word"
+            + (
+                f", {100 * scores['limit_rate']:.1f}% cut at the length limit"
+                if "limit_rate" in scores
+                else ""
+            )
         )
         log.info("run folder: %s", output_dir)
     return summary

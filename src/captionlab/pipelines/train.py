@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from captionlab.checkpoint_file import checkpoint_hparams, read_checkpoint
@@ -92,8 +93,8 @@ def _check_resume_weights(module: BaseSystem, checkpoint: dict[str, Any], path: 
             f"({len(module.vocab)} words, the checkpoint's run had {len(checkpoint['hyper_parameters']['vocab'])}); "
             "resume on the run's own data"
         )
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if isinstance(v, torch.Tensor)}
     if expected != found:
         key = next(k for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k))
         raise UserError(

@@ -15,11 +15,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import grad_norm
 from torch import nn
 
 from captionlab import plugins
 from captionlab.checkpoint_file import format_record
 from captionlab.errors import UserError
+from captionlab.metrics.diversity import limit_rate, repeat_rate
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
 from captionlab.registry import build, check_targets, registered_class, with_names
@@ -139,6 +141,12 @@ class BaseSystem(pl.LightningModule):
             )
         return loss
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The gradient's norm before clipping (how hard a step pushes; SCST's diagnosis)."""
+        norms = grad_norm(self.captioner, norm_type=2)
+        if norms:
+            self.log("train/grad_norm", norms["grad_2.0_norm_total"], on_step=True, on_epoch=True)
+
     def configure_optimizers(self) -> Any:
         """`optim.optimizer` over the trainable parameters; the encoder's at `lr * encoder.lr_mult`."""
         optim = self.config["optim"]
@@ -227,11 +235,14 @@ class BaseSystem(pl.LightningModule):
             per_image=bool(metrics.get("per_image", False)),
             spice=bool(metrics.get("spice", False)) and not self._fitting,
         )
+        # how the captions end and repeat (a collapsing model repeats words or never stops)
+        scores["repeat_rate"] = repeat_rate(predictions.values())
+        scores["limit_rate"] = limit_rate(generated.values(), self.caption_capacity())
         scores["complete_split"] = len(references) == len(records)
         if skipped:
             scores["skipped_images"] = len(skipped)
         prefix = "val" if split == "val" else "test"
-        for name in METRIC_NAMES:
+        for name in (*METRIC_NAMES, "repeat_rate", "limit_rate"):
             if name in scores:
                 self.log(f"{prefix}/{name}", scores[name], sync_dist=False)
         self.predictions[split], self.scores[split] = predictions, scores

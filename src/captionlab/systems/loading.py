@@ -45,12 +45,21 @@ def load_system(
     model = system_class(config["model"]["_target_"], f"checkpoint {path}, section 'model'")
     system = model(config, hparams["vocab"], hparams["preprocessing"], stage)
     try:
-        system.load_state_dict(checkpoint["state_dict"], strict=True)
+        result = system.load_state_dict(checkpoint["state_dict"], strict=False)
     except RuntimeError as err:
         raise UserError(
             f"{path} does not match the model its config describes "
             f"({str(err).splitlines()[0]}); was it made by another captionlab version?"
         ) from None
+    # The loss's own state (SCST's reference weights) belongs to the training stage, not to the
+    # model: a new stage starts without it, and scoring does not need it.
+    mismatched = [k for k in (*result.missing_keys, *result.unexpected_keys) if not k.startswith("loss.")]
+    if mismatched:
+        raise UserError(
+            f"{path} does not match the model its config describes (e.g. {mismatched[0]!r} is "
+            f"{'missing' if mismatched[0] in result.missing_keys else 'unexpected'}); "
+            "was it made by another captionlab version?"
+        )
     if training is not None:  # a new stage: its own best score, and it trains (dropout on)
         system.cider_best.zero_()
     system.train(training is not None)

@@ -31,8 +31,8 @@ def epoch_line(row: dict, max_epochs: int | None) -> str:
 
 @register("callback", "metrics_history")
 class MetricsHistory(pl.Callback):
-    """Appends one JSON line per training epoch to `path`: mean train loss, learning rate and the
-    latest validation metrics, and the epoch's wall time (training and validation apart), so every
+    """Appends one JSON line per training epoch to `path`: mean train loss, learning rate, the epoch
+    means of the other training figures, the latest validation metrics, and the epoch's wall time (training and validation apart), so every
     run keeps its curves without TensorBoard or W&B."""
 
     def __init__(self, path: str):
@@ -70,8 +70,13 @@ class MetricsHistory(pl.Callback):
         if trainer.optimizers and trainer.optimizers[0].param_groups:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.startswith("val/"):
-                value = float(value)
-                row[key] = value if math.isfinite(value) else None
+            # the validation metrics, and the epoch means of what training logs besides the loss
+            # (SCST's rewards, entropy, KL; the gradient norm)
+            if key.startswith("train/") and key.endswith("_epoch") and key != "train/loss_epoch":
+                key = key[: -len("_epoch")]
+            elif not key.startswith("val/"):
+                continue
+            value = float(value)
+            row[key] = value if math.isfinite(value) else None
         append_line(self.path, json.dumps(row))
         log.info(epoch_line(row, trainer.max_epochs))

@@ -1,27 +1,39 @@
 """Self-critical sequence training (Rennie et al. 2017), the second stage after cross-entropy.
 
-For each image: draw `num_samples` captions from the model, reward each with CIDEr-D against the
-image's references (document frequencies from the training references, computed once), optionally
-mixed with BLEU-4, and push up the log-probability of captions that beat the baseline: the mean
-reward of the image's other samples (`baseline: mean`, the default) or the reward of the greedy
-caption (`baseline: greedy`).
+For each image: draw `num_samples` captions from the model (`sample_method: sample`), or take the
+`num_samples` beams of beam search (`beam`, as M2 and X-modaler do), reward each with CIDEr-D
+against the image's references (document frequencies from the training references, computed
+once), optionally mixed with BLEU-4, and push up the log-probability of captions that beat the
+baseline: the mean reward of the image's other samples (`baseline: mean`, the default) or the
+reward of the greedy caption (`baseline: greedy`).
+
+`include_eos` (default, as in the paper and self-critical.pytorch): the reward sees the end token as
+a word, in the candidate when the model ended it and in every reference, so that a caption cut at
+`max_new_tokens` (one that never stopped) loses the n-grams that end a sentence.
+`kl_weight` adds KL(policy || the starting model) at every sampled position; `entropy_weight`
+rewards the policy's entropy there: both keep the policy near the cross-entropy model.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
 
 from captionlab.metrics.cider_d import CiderD
+from captionlab.metrics.diversity import repeats_a_word
 from captionlab.registry import register
+from captionlab.search.beam import BeamSearch
 from captionlab.search.greedy import GreedySearch
 from captionlab.search.sample import SampleSearch
-from captionlab.text import BOS_ID, EOS_ID, PAD_ID
+from captionlab.text import BOS_ID, EOS, EOS_ID, PAD_ID, tokenize
 from captionlab.types import Batch
 
 BASELINES = ("mean", "greedy")
+SAMPLE_METHODS = ("sample", "beam")
+END = EOS  # "<eos>" as a reward word: tokenize never makes it from a caption
 
 
 def mean_of_others(reward: torch.Tensor) -> torch.Tensor:
@@ -43,8 +55,12 @@ class SelfCriticalLoss(nn.Module):
         self,
         baseline: str = "mean",
         num_samples: int = 5,
+        sample_method: str = "sample",
+        include_eos: bool = True,
         cider_weight: float = 1.0,
         bleu4_weight: float = 0.0,
+        kl_weight: float = 0.0,
+        entropy_weight: float = 0.0,
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 1.0,
@@ -53,41 +69,82 @@ class SelfCriticalLoss(nn.Module):
         super().__init__()
         if baseline not in BASELINES:
             raise ValueError(f"loss.baseline={baseline}: choose one of {', '.join(BASELINES)}")
+        if sample_method not in SAMPLE_METHODS:
+            raise ValueError(f"loss.sample_method={sample_method}: choose one of {', '.join(SAMPLE_METHODS)}")
         if baseline == "mean" and num_samples < 2:
             raise ValueError(
                 "loss.baseline=mean needs loss.num_samples >= 2 (the other samples are the baseline)"
             )
-        self.baseline, self.num_samples = baseline, num_samples
+        self.baseline, self.num_samples, self.include_eos = baseline, num_samples, include_eos
         self.cider_weight, self.bleu4_weight = cider_weight, bleu4_weight
-        self.sampler = SampleSearch(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            num_return_sequences=num_samples,
-            max_new_tokens=max_new_tokens,
-        )
+        self.kl_weight, self.entropy_weight = kl_weight, entropy_weight
+        if sample_method == "beam":  # the n best beams: distinct captions, no randomness
+            self.sampler = BeamSearch(
+                num_beams=num_samples, num_return_sequences=num_samples, max_new_tokens=max_new_tokens
+            )
+        else:
+            self.sampler = SampleSearch(
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                num_return_sequences=num_samples,
+                max_new_tokens=max_new_tokens,
+            )
         self.greedy = GreedySearch(max_new_tokens=max_new_tokens)
         self.cider: CiderD | None = None
-        self._references: list[list[str]] = []
+        self._references: list[list[list[str]]] = []
+        self._captions: list[list[str]] = []
         self._vocab = None
+        # the starting model's weights (for kl_weight): saved in checkpoints, so a resumed run
+        # keeps the same reference; the frozen module is rebuilt from them when first needed
+        self._reference_weights: dict[str, torch.Tensor] | None = None
+        self._reference: list[nn.Module] = []  # in a list: not a submodule, not trained or saved twice
 
     def prepare(self, datamodule: Any) -> None:
         """CIDEr-D's document frequencies from the training references, once."""
         records = datamodule.split("train")
-        self._references = [list(r.captions) for r in records]
+        self._captions = [list(r.captions) for r in records]
+        self._references = [[self.reward_words(c) for c in captions] for captions in self._captions]
         self._vocab = datamodule.vocab
         self.cider = CiderD(self._references)
 
-    def rewards(self, captions: list[str], indices: list[int]) -> torch.Tensor:
+    def reward_words(self, caption: str, ended: bool = True) -> list[str]:
+        """The words the reward sees: the caption's, then `<eos>` if it ended (include_eos)."""
+        return tokenize(caption) + ([END] if self.include_eos and ended else [])
+
+    def _sequence_words(self, sequence: torch.Tensor) -> list[str]:
+        return self.reward_words(self._vocab.decode(sequence), ended=bool((sequence == EOS_ID).any()))
+
+    def rewards(self, captions: list[list[str]], indices: list[int]) -> torch.Tensor:
+        """The reward of each caption (its reward words) against its image's references."""
         values = []
-        for caption, index in zip(captions, indices):
+        for words, index in zip(captions, indices):
             reward = self.cider_weight * self.cider.score(
-                caption, self.cider.references(index, self._references[index])
+                words, self.cider.references(index, self._references[index])
             )
             if self.bleu4_weight:
-                reward += self.bleu4_weight * sentence_bleu4(caption, self._references[index])
+                reward += self.bleu4_weight * sentence_bleu4(" ".join(words), self._captions[index])
             values.append(reward)
         return torch.tensor(values)
+
+    # the reference model (kl_weight) ---------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"reference": self._reference_weights} if self._reference_weights is not None else {}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._reference_weights = state.get("reference") if isinstance(state, dict) else None
+        self._reference.clear()
+
+    def reference(self, captioner: nn.Module) -> nn.Module:
+        """The frozen starting model: the captioner as the stage began (or as the checkpoint
+        being resumed recorded it)."""
+        if not self._reference:
+            if self._reference_weights is None:
+                self._reference_weights = {k: v.detach().clone() for k, v in captioner.state_dict().items()}
+            frozen = copy.deepcopy(captioner)
+            frozen.load_state_dict(self._reference_weights)
+            self._reference.append(frozen.eval().requires_grad_(False))
+        return self._reference[0]
 
     def step(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         """Dropout is off in this step: the samples are drawn without gradients, so their
@@ -109,23 +166,42 @@ class SelfCriticalLoss(nn.Module):
         indices = batch["index"].tolist()
         with torch.no_grad():
             drawn = self.sampler(captioner.decoder, memory).sequences  # [B, n, L]
-        texts = [self._vocab.decode(seq) for seq in drawn.flatten(0, 1)]
-        reward = self.rewards(texts, [i for i in indices for _ in range(samples)]).view(size, samples)
-        if self.baseline == "mean":
-            baseline = mean_of_others(reward)
-        else:
-            with torch.no_grad():
-                greedy = self.greedy(captioner.decoder, memory).best()
-            baseline = self.rewards([self._vocab.decode(s) for s in greedy], indices).view(size, 1)
+            greedy = self.greedy(captioner.decoder, memory).best()  # the baseline, or logged
+        sequences = drawn.flatten(0, 1)
+        words = [self._sequence_words(seq) for seq in sequences]
+        reward = self.rewards(words, [i for i in indices for _ in range(samples)]).view(size, samples)
+        greedy_reward = self.rewards([self._sequence_words(s) for s in greedy], indices).view(size, 1)
+        baseline = mean_of_others(reward) if self.baseline == "mean" else greedy_reward
         advantage = (reward - baseline).to(memory.pooled.device)
 
-        sequences = drawn.flatten(0, 1)
         inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
-        expanded = memory.index_select(torch.arange(size, device=sequences.device).repeat_interleave(samples))
-        logprobs = torch.log_softmax(captioner.decoder(expanded, inputs).float(), dim=-1)
+        rows = torch.arange(size, device=sequences.device).repeat_interleave(samples)
+        logprobs = torch.log_softmax(captioner.decoder(memory.index_select(rows), inputs).float(), dim=-1)
         chosen = logprobs.gather(2, sequences.unsqueeze(-1)).squeeze(-1)
         # every word and the <eos> that ends the caption; not the padding after it
         ended_before = torch.cumsum((sequences == EOS_ID).long(), dim=1) - (sequences == EOS_ID).long()
         mask = ((sequences != PAD_ID) & (ended_before == 0)).float()
-        loss = -(advantage.reshape(-1, 1) * chosen * mask).sum() / mask.sum().clamp(min=1.0)
-        return {"loss": loss, "reward": reward.mean(), "advantage": advantage.abs().mean()}
+        positions = mask.sum().clamp(min=1.0)
+        loss = -(advantage.reshape(-1, 1) * chosen * mask).sum() / positions
+        # the policy's entropy at every sampled position (logged; rewarded with entropy_weight)
+        entropy = (-(logprobs.exp() * logprobs).sum(-1) * mask).sum() / positions
+        figures = {
+            "reward": reward.mean(),
+            "reward_greedy": greedy_reward.mean(),
+            "advantage": advantage.abs().mean(),
+            "entropy": entropy.detach(),
+            "sample_length": mask.sum(1).mean(),
+            "sample_repeat_rate": torch.tensor(sum(repeats_a_word(w) for w in words) / len(words)),
+            "sample_limit_rate": (~(sequences == EOS_ID).any(1)).float().mean(),
+        }
+        if self.entropy_weight:
+            loss = loss - self.entropy_weight * entropy
+        if self.kl_weight:
+            reference = self.reference(captioner)
+            with torch.no_grad():
+                start = reference.decoder(reference.encode(batch).index_select(rows), inputs).float()
+            kl = (logprobs.exp() * (logprobs - torch.log_softmax(start, dim=-1))).sum(-1)
+            kl = (kl * mask).sum() / positions
+            figures["kl"] = kl.detach()
+            loss = loss + self.kl_weight * kl
+        return {"loss": loss, **figures}
