@@ -238,11 +238,12 @@ class BaseSystem(pl.LightningModule):
         # how the captions end and repeat (a collapsing model repeats words or never stops)
         scores["repeat_rate"] = repeat_rate(predictions.values())
         scores["limit_rate"] = limit_rate(generated.values(), self.caption_capacity())
+        scores["mean_length"] = sum(len(c.split()) for c in predictions.values()) / max(len(predictions), 1)
         scores["complete_split"] = len(references) == len(records)
         if skipped:
             scores["skipped_images"] = len(skipped)
         prefix = "val" if split == "val" else "test"
-        for name in (*METRIC_NAMES, "repeat_rate", "limit_rate"):
+        for name in (*METRIC_NAMES, "repeat_rate", "limit_rate", "mean_length"):
             if name in scores:
                 self.log(f"{prefix}/{name}", scores[name], sync_dist=False)
         self.predictions[split], self.scores[split] = predictions, scores
