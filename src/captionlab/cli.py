@@ -227,8 +227,9 @@ def hydra_entry(
             try:
                 return main()
             finally:  # Hydra exits after --help
-                if {"--help", "-h"} & set(args) and extra_options(conf_dir, args):
-                    print(extra_options(conf_dir, args))
+                extra = extra_options(conf_dir, args) if {"--help", "-h"} & set(args) else ""
+                if extra:
+                    print(extra)
         except UserError as err:
             _fail(err)
         except (HydraException, OmegaConfBaseException, yaml.YAMLError) as err:
