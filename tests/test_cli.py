@@ -5,7 +5,7 @@ from conftest import run_cli
 
 def test_help_and_cfg_job():
     result = run_cli("train.py", "--help")
-    assert result.returncode == 0 and "decoder: attention, lstm, transformer" in result.stdout
+    assert result.returncode == 0 and "decoder: attention, lstm, transformer, updown" in result.stdout
     assert result.stdout.startswith("captionlab")
     result = run_cli("train.py", "--cfg", "job", "decoder.hidden_dim=64")
     assert result.returncode == 0 and "hidden_dim: 64" in result.stdout
@@ -34,7 +34,7 @@ def test_unknown_group_option_is_one_line():
     assert result.returncode == 2
     assert (
         result.stderr.strip()
-        == "error: unknown decoder option 'lstmm'; choose one of: attention, lstm, transformer"
+        == "error: unknown decoder option 'lstmm'; choose one of: attention, lstm, transformer, updown"
     )
 
 
@@ -89,7 +89,7 @@ def test_a_users_config_folder_adds_options(tmp_path):
     assert "_target_: decoder/lstm" in result.stdout and "hidden_dim: 64" in result.stdout
     result = run_cli("train.py", f"hydra.searchpath=[file://{tmp_path}]", "decoder=bigger_lstm")
     assert result.stderr.strip() == (
-        "error: unknown decoder option 'bigger_lstm'; choose one of: attention, big_lstm, lstm, transformer"
+        "error: unknown decoder option 'bigger_lstm'; choose one of: attention, big_lstm, lstm, transformer, updown"
     )
 
 

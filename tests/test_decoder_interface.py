@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from captionlab.models.decoders import AttentionLSTMDecoder, LSTMDecoder, TransformerDecoder
+from captionlab.models.decoders import AttentionLSTMDecoder, LSTMDecoder, TransformerDecoder, UpDownDecoder
 from captionlab.models.encoders import EncoderOutput
 from captionlab.search.greedy import GreedySearch
 
@@ -19,6 +19,7 @@ VOCAB, FEATURES, GRID = 13, 16, 5
 DECODERS = {
     "lstm": lambda: LSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10),
     "attention": lambda: AttentionLSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
+    "updown": lambda: UpDownDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
     "transformer": lambda: TransformerDecoder(
         VOCAB, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32, num_encoder_layers=1
     ),
@@ -34,7 +35,7 @@ DECODERS = {
     ),
     "plugin_gru": lambda: GRUDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10),
 }
-ATTENDING = {"attention", "transformer", "transformer_sinusoidal"}
+ATTENDING = {"attention", "updown", "transformer", "transformer_sinusoidal"}
 
 
 def _memory(batch=3):

@@ -12,6 +12,7 @@ VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>"] + [f"w{i}" for i in range(12)]
 TINY_DECODERS = {
     "lstm": ["decoder.hidden_dim=16", "decoder.embed_dim=8"],
     "attention": ["decoder.hidden_dim=16", "decoder.embed_dim=8", "decoder.attention_dim=8"],
+    "updown": ["decoder.hidden_dim=16", "decoder.embed_dim=8", "decoder.attention_dim=8"],
     "transformer": ["decoder.dim=16", "decoder.num_heads=2", "decoder.ff_dim=32", "decoder.num_layers=1"],
 }
 

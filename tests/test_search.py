@@ -3,12 +3,19 @@
 Exact-equality tests use small float64 models so that floating-point near-ties cannot flip them.
 """
 
+import copy
 import itertools
 
 import pytest
 import torch
 
-from captionlab.models.decoders import AttentionLSTMDecoder, LSTMDecoder, TransformerDecoder
+from captionlab.models.decoders import (
+    AttentionLSTMDecoder,
+    EnsembleDecoder,
+    LSTMDecoder,
+    TransformerDecoder,
+    UpDownDecoder,
+)
 from captionlab.models.encoders import EncoderOutput
 from captionlab.search import BeamSearch, GreedySearch, SampleSearch
 from captionlab.search.processors import repeated_ngram_mask
@@ -24,13 +31,24 @@ def _decoder(name: str, vocab: int = 13):
         "attention": lambda: AttentionLSTMDecoder(
             vocab, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6
         ),
+        "updown": lambda: UpDownDecoder(vocab, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
+        # members of different types, unequal weights
+        "ensemble": lambda: EnsembleDecoder(
+            [
+                LSTMDecoder(vocab, FEATURES, embed_dim=8, hidden_dim=10),
+                AttentionLSTMDecoder(vocab, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
+                UpDownDecoder(vocab, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6),
+            ],
+            weights=[1.0, 2.0, 1.5],
+        ),
         "transformer": lambda: TransformerDecoder(
             vocab, FEATURES, dim=16, num_layers=2, num_heads=4, ff_dim=32
         ),
     }[name]
     decoder = build().double().eval()
     with torch.no_grad():  # sharper distributions than a random init gives: real choices, few near-ties
-        decoder.output.weight.mul_(6.0)
+        for part in getattr(decoder, "members", [decoder]):
+            part.output.weight.mul_(6.0)
     return decoder
 
 
@@ -58,7 +76,7 @@ def _teacher_forced_score(decoder, memory: EncoderOutput, sequence: list[int]) -
     return float(logprobs[torch.arange(len(sequence)), torch.tensor(sequence)].sum())
 
 
-DECODERS = ["lstm", "attention", "transformer"]
+DECODERS = ["lstm", "attention", "updown", "transformer", "ensemble"]
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -163,7 +181,7 @@ def test_returned_hypotheses_are_ranked_and_scored_honestly(name):
             assert float(normalized) == pytest.approx(float(score) / len(sequence), abs=1e-9)
 
 
-@pytest.mark.parametrize("name", ["attention", "transformer"])
+@pytest.mark.parametrize("name", ["attention", "updown", "transformer", "ensemble"])
 def test_beam_returns_the_attention_maps_of_its_sequences(name):
     decoder, memory = _decoder(name), _memory(batch=2)
     output = BeamSearch(num_beams=3, num_return_sequences=2, max_new_tokens=6)(decoder, memory)
@@ -183,6 +201,30 @@ STRATEGIES = {
     "beam": lambda **rules: BeamSearch(num_beams=3, **rules),
     "sample": lambda **rules: SampleSearch(seed=0, **rules),
 }
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("name", ["attention", "transformer"])
+def test_an_ensemble_of_copies_decodes_like_the_model(strategy, name):
+    decoder, memory = _decoder(name), _memory(batch=6)
+    ensemble = EnsembleDecoder([decoder, copy.deepcopy(decoder), copy.deepcopy(decoder)], weights=[1, 2, 3])
+    alone = STRATEGIES[strategy](max_new_tokens=9)(decoder, memory)
+    together = STRATEGIES[strategy](max_new_tokens=9)(ensemble, memory)  # a fresh seeded generator
+    assert torch.equal(together.sequences, alone.sequences)
+    torch.testing.assert_close(together.scores, alone.scores)
+    torch.testing.assert_close(together.attentions, alone.attentions)
+
+
+def test_the_ensemble_averages_probabilities_with_its_weights():
+    first, second = _decoder("lstm"), _decoder("attention")
+    memory, tokens = _memory(batch=2), torch.tensor([[BOS_ID, 4, 5], [BOS_ID, 6, 4]])
+    ensemble = EnsembleDecoder([first, second], weights=[3, 1])
+    expected = 0.75 * torch.softmax(first(memory, tokens), -1) + 0.25 * torch.softmax(
+        second(memory, tokens), -1
+    )
+    torch.testing.assert_close(ensemble(memory, tokens).exp(), expected)
+    with pytest.raises(Exception, match="one positive weight per checkpoint"):
+        EnsembleDecoder([first, second], weights=[1.0])
 
 
 class _Biased(torch.nn.Module):

@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError
-from captionlab.pipelines.common import default_device, ensure_writable
-from captionlab.systems.loading import load_system
+from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable
+from captionlab.systems.loading import load_for_inference
 from captionlab.utils.io import atomic_write, write_json
 from captionlab.viz.attention import caption_overlay
 
@@ -54,7 +54,11 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     ensure_writable(output_dir)
     files = find_images(str(cfg.images))
     search = OmegaConf.to_container(cfg.search, resolve=True) if cfg.get("search") else None
-    module = load_system(cfg.ckpt_path, overrides={"search": search} if search else None)
+    module = load_for_inference(
+        checkpoint_paths(cfg.ckpt_path),
+        cfg.get("ensemble_weights"),
+        overrides={"search": search} if search else None,
+    )
     device = _device(str(cfg.device))
     captioner = module.captioner.to(device).eval()
     transform = build_transform(module.preprocessing)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
@@ -55,3 +55,10 @@ def hydra_choices() -> dict[str, str]:
 def default_device() -> str:
     """Where frozen-encoder features are extracted: the GPU when there is one."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def checkpoint_paths(spec: Any) -> list[str]:
+    """`ckpt_path=<file>` or `ckpt_path=[a.ckpt,b.ckpt]` (a test-time ensemble) as a list of paths."""
+    if isinstance(spec, (ListConfig, list, tuple)):
+        return [str(p) for p in spec]
+    return [str(spec)]

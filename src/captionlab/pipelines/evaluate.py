@@ -23,9 +23,9 @@ from captionlab.errors import UserError
 from captionlab.features import use_cached_features
 from captionlab.metrics.diversity import diversity
 from captionlab.metrics.scorer import get_scorer
-from captionlab.pipelines.common import default_device, ensure_writable, metrics_table
+from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable, metrics_table
 from captionlab.registry import build
-from captionlab.systems.loading import load_system
+from captionlab.systems.loading import load_for_inference
 from captionlab.utils.io import read_text, write_json, write_predictions
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,16 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
         "per_image": True,
     }
     search = _section(cfg, "search")
-    module = load_system(
-        cfg.ckpt_path, overrides={"metrics": metrics, **({"search": search} if search else {})}
+    paths = checkpoint_paths(cfg.ckpt_path)
+    module = load_for_inference(
+        paths,
+        cfg.get("ensemble_weights"),
+        overrides={"metrics": metrics, **({"search": search} if search else {})},
     )
     data = _section(cfg, "data") or module.config.get("data")
     if data is None:
         raise UserError(
-            f"{cfg.ckpt_path} does not record its data: name it, e.g. data=flickr8k data.root=<folder>"
+            f"{paths[0]} does not record its data: name it, e.g. data=flickr8k data.root=<folder>"
         )
     datamodule = build(data, "data", vocab=module.vocab, preprocessing=module.preprocessing, test_split=split)
     datamodule.prepare()
@@ -110,7 +113,13 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
         cfg.trainer, "trainer", logger=False, callbacks=[], enable_checkpointing=False
     )
     trainer.test(module, datamodule=datamodule, verbose=False)
-    source = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "search": module.search.config()}
+    checkpoints = [str(Path(p).resolve()) for p in paths]
+    source = {
+        "checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
+        "search": module.search.config(),
+    }
+    if len(checkpoints) > 1 or cfg.get("ensemble_weights"):
+        source["ensemble_weights"] = module.captioner.decoder.weights
     return datamodule, module.predictions[split], dict(module.scores[split]), source
 
 

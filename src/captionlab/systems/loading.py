@@ -4,12 +4,17 @@ components from the registry (a checkpoint can only name registered classes)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from captionlab import plugins
 from captionlab.checkpoint_file import checkpoint_format, checkpoint_hparams, read_checkpoint
 from captionlab.errors import UserError
+from captionlab.models.decoders.ensemble import EnsembleDecoder
+from captionlab.models.encoder_decoder import EncoderDecoder
 from captionlab.registry import check_targets, origins
 from captionlab.systems.base import BaseSystem, system_class
 
@@ -64,3 +69,61 @@ def load_system(
         system.cider_best.zero_()
     system.train(training is not None)
     return system
+
+
+def load_for_inference(
+    paths: str | Path | Sequence[str | Path],
+    weights: Sequence[float] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> BaseSystem:
+    """The system `evaluate.py`/`caption.py` decode with: one checkpoint, or a test-time ensemble
+    of several (`ckpt_path=[a,b,c]`, optional `ensemble_weights`)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise UserError("ckpt_path=[]: name at least one checkpoint")
+    if len(paths) == 1 and weights is None:
+        return load_system(paths[0], overrides=overrides)
+    return load_ensemble(paths, weights, overrides)
+
+
+def load_ensemble(
+    paths: Sequence[str | Path],
+    weights: Sequence[float] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> BaseSystem:
+    """The first checkpoint's system decoding with every member's decoder (`EnsembleDecoder`).
+
+    Members are neural captioners with the same vocabulary and the same encoder (preprocessing
+    and weights: one feature pass serves them all, cached features included); their decoders
+    may differ. The search and data are the first checkpoint's unless `overrides` name them."""
+    members = [load_system(path, overrides=overrides) for path in paths]
+    first = members[0]
+    for path, member in zip(paths, members):
+        if not isinstance(member.captioner, EncoderDecoder):
+            raise UserError(
+                f"{path}: a {member.config['model']['_target_']} model cannot join an ensemble; "
+                "ensembles combine neural captioners (model=captioner)"
+            )
+        if member.vocab.words != first.vocab.words:
+            raise UserError(
+                f"{path} and {paths[0]} have different vocabularies ({len(member.vocab)} and "
+                f"{len(first.vocab)} words): ensemble members must be trained on the same data "
+                "with the same vocabulary settings"
+            )
+        if member.preprocessing != first.preprocessing or not _same_weights(
+            member.captioner.encoder, first.captioner.encoder
+        ):
+            raise UserError(
+                f"{path} and {paths[0]} have different encoders (weights or preprocessing): ensemble "
+                "members must share the encoder (e.g. the same frozen encoder.checkpoint)"
+            )
+    decoder = EnsembleDecoder([m.captioner.decoder for m in members], weights)
+    first.captioner = EncoderDecoder(first.captioner.encoder, decoder).train(False)
+    return first
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -1,0 +1,116 @@
+"""Test-time ensembles from the command line: `ckpt_path=[a,b,c]` in evaluate.py and caption.py."""
+
+import json
+
+import pytest
+import torch
+from conftest import compose, run_cli
+
+from captionlab.errors import UserError
+from captionlab.pipelines.evaluate import run_evaluation
+
+
+def _evaluate(checkpoints, tmp_path, *overrides):
+    cfg = compose(
+        [
+            f"ckpt_path=[{','.join(str(c) for c in checkpoints)}]",
+            f"paths.output_dir={tmp_path}",
+            "metrics.meteor=false",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ],
+        config_name="evaluate",
+    )
+    return run_evaluation(cfg)
+
+
+def _variant(checkpoint, target, change):
+    """A copy of `checkpoint` after `change(loaded checkpoint)`."""
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    change(loaded)
+    torch.save(loaded, target)
+    return target
+
+
+def _perturb_decoder(loaded):
+    generator = torch.Generator().manual_seed(0)
+    for key, value in loaded["state_dict"].items():
+        if key.startswith("captioner.decoder.") and value.is_floating_point():
+            value.add_(0.05 * torch.randn(value.shape, generator=generator))
+
+
+def test_an_ensemble_of_copies_scores_like_the_checkpoint(tiny_run, tmp_path):
+    run, _, summary = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    result = _evaluate([best, best, best], tmp_path, "split=test", "ensemble_weights=[1,2,3]")
+    assert json.loads((tmp_path / "predictions_test.json").read_text()) == json.loads(
+        (run / "predictions_test.json").read_text()
+    )
+    assert result["test"]["cider"] == pytest.approx(summary["test"]["cider"], abs=1e-9)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["checkpoint"] == [str(best.resolve())] * 3
+    assert saved["ensemble_weights"] == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+
+
+def test_an_ensemble_of_different_members_decodes_with_beam_search(tiny_run, tmp_path):
+    run, _, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    other = _variant(best, tmp_path / "other.ckpt", _perturb_decoder)
+    alone = _evaluate([other], tmp_path / "alone", "search=beam", "search.num_beams=3")
+    together = _evaluate([best, other], tmp_path / "together", "search=beam", "search.num_beams=3")
+    assert together["search"]["num_beams"] == 3
+    predictions = json.loads((tmp_path / "together" / "predictions_val.json").read_text())
+    assert len(predictions) == alone["val"]["num_images"]
+    assert predictions != json.loads((tmp_path / "alone" / "predictions_val.json").read_text())
+
+
+def _other_vocabulary(loaded):
+    words = loaded["hyper_parameters"]["vocab"]
+    words[-1] = words[-1] + "_other"
+
+
+def _other_encoder(loaded):
+    key = next(k for k in loaded["state_dict"] if k.startswith("captioner.encoder."))
+    loaded["state_dict"][key] = loaded["state_dict"][key] + 1.0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_other_vocabulary, "different vocabularies"),
+        (_other_encoder, "different encoders"),
+    ],
+)
+def test_members_that_cannot_be_combined_are_one_line_errors(tiny_run, tmp_path, change, message):
+    run, _, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    other = _variant(best, tmp_path / "other.ckpt", change)
+    with pytest.raises(UserError, match=message):
+        _evaluate([best, other], tmp_path / "out")
+
+
+def test_weights_must_match_the_members(tiny_run, tmp_path):
+    run, _, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    with pytest.raises(UserError, match="one positive weight per checkpoint"):
+        _evaluate([best, best], tmp_path, "ensemble_weights=[1]")
+
+
+def test_caption_command_line_with_an_ensemble(tiny_run, tmp_path):
+    run, cfg, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    record = json.loads((run / "predictions_test.json").read_text())[0]
+    from captionlab.registry import build
+
+    image = next(
+        r.image_path for r in build(cfg.data, "data").split("test") if r.image_id == record["image_id"]
+    )
+    result = run_cli(
+        "caption.py",
+        f"ckpt_path=[{best},{best}]",
+        f"images={image}",
+        f"hydra.run.dir={tmp_path}",
+        "device=cpu",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{image}: {record['caption']}" in result.stdout
