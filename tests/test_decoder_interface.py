@@ -130,3 +130,48 @@ def test_word_vectors_initialise_the_embeddings(name, tmp_path):
     vectors.write_text("2 3\ndog 1 2 3\n")
     with pytest.raises(UserError, match="dimensions"):
         decoder.load_word_vectors(vectors, words)
+
+
+REGIONS = [5, 3, 2]  # real regions per image; the rest of each grid row is padding
+
+
+def _padded_memory():
+    """Three images with different numbers of regions, padded to GRID with garbage, and the
+    same images alone without padding."""
+    torch.manual_seed(2)
+    grid = torch.randn(3, GRID, FEATURES, dtype=torch.float64)
+    mask = torch.arange(GRID).unsqueeze(0) < torch.tensor(REGIONS).unsqueeze(1)
+    grid[~mask] = 1e3 * torch.randn(int((~mask).sum()), FEATURES, dtype=torch.float64)
+    pooled = torch.stack([grid[i, :n].mean(0) for i, n in enumerate(REGIONS)])
+    alone = [EncoderOutput(pooled[i : i + 1], grid[i : i + 1, :n]) for i, n in enumerate(REGIONS)]
+    return EncoderOutput(pooled, grid, mask), alone
+
+
+@pytest.mark.parametrize("name", sorted(ATTENDING))
+def test_padded_regions_get_no_attention_and_change_nothing(name):
+    decoder, (memory, alone) = _build(name), _padded_memory()
+    tokens = torch.randint(4, VOCAB, (3, 6))
+    tokens[:, 0] = 1
+    full = torch.log_softmax(decoder(memory, tokens), dim=-1)
+    state = decoder.init_state(memory)
+    singles = [decoder.init_state(m) for m in alone]
+    for t in range(tokens.shape[1]):
+        logprobs, state, attention = decoder.step(tokens[:, t], state)
+        torch.testing.assert_close(logprobs, full[:, t], atol=1e-9, rtol=0)
+        assert (attention[~memory.mask] == 0).all()
+        for i, n in enumerate(REGIONS):
+            single, singles[i], single_attention = decoder.step(tokens[i : i + 1, t], singles[i])
+            torch.testing.assert_close(logprobs[i : i + 1], single, atol=1e-9, rtol=0)
+            torch.testing.assert_close(attention[i, :n], single_attention[0], atol=1e-9, rtol=0)
+
+
+def test_padded_regions_do_not_count_in_the_attention_penalty():
+    decoder, (memory, alone) = _build("attention"), _padded_memory()
+    decoder.train()
+    decoder.dropout.p = 0.0
+    tokens = torch.tensor([[1, 5, 6, 2]])
+    penalties = [decoder.teacher_forcing(m, tokens)[1] for m in alone]
+    _, batched = decoder.teacher_forcing(memory, tokens.expand(3, -1))
+    # the batched penalty is the mean over all real regions of all images
+    expected = sum(p * n for p, n in zip(penalties, REGIONS)) / sum(REGIONS)
+    torch.testing.assert_close(batched, expected)

@@ -43,13 +43,20 @@ class DataSource(Protocol):
 
 @dataclass
 class EncoderOutput:
-    """`pooled` [B, D] and `grid` [B, N, D] (CNN feature map flattened, or ViT patch tokens)."""
+    """`pooled` [B, D] and `grid` [B, N, D] (CNN feature map flattened, ViT patch tokens, or a
+    set of detector regions). `mask` [B, N] (bool, True: a real region) when images have different
+    numbers of regions and the grid is padded; None when every region is real."""
 
     pooled: torch.Tensor
     grid: torch.Tensor
+    mask: torch.Tensor | None = None
 
     def index_select(self, index: torch.Tensor) -> EncoderOutput:
-        return EncoderOutput(self.pooled.index_select(0, index), self.grid.index_select(0, index))
+        return EncoderOutput(
+            self.pooled.index_select(0, index),
+            self.grid.index_select(0, index),
+            None if self.mask is None else self.mask.index_select(0, index),
+        )
 
 
 # A decoder state: batch-first tensors. Entries named `memory*` depend only on the image.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captionlab.models.decoders.base import CaptionDecoder
+from captionlab.models.decoders.base import CaptionDecoder, masked_softmax, memory_state, region_mean
 from captionlab.registry import register
 from captionlab.text import SpecialIds
 from captionlab.types import EncoderOutput, State
@@ -51,12 +51,13 @@ class AttentionLSTMDecoder(CaptionDecoder):
         self.output = nn.Linear(embed_dim, vocab_size)
 
     def init_state(self, memory: EncoderOutput) -> State:
-        mean = memory.grid.mean(dim=1)
+        mean = region_mean(memory.grid, memory.mask)
         return {
             "h": torch.tanh(self.init_h(mean)),
             "c": torch.tanh(self.init_c(mean)),
             "memory_grid": memory.grid,
             "memory_grid_projection": self.grid_attention(memory.grid),
+            **memory_state(memory),
         }
 
     def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
@@ -64,7 +65,7 @@ class AttentionLSTMDecoder(CaptionDecoder):
         scores = self.attention_score(
             torch.tanh(state["memory_grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1))
         )
-        alpha = torch.softmax(scores.squeeze(-1), dim=-1)
+        alpha = masked_softmax(scores.squeeze(-1), state.get("memory_mask"))
         context = torch.bmm(alpha.unsqueeze(1), state["memory_grid"]).squeeze(1)  # no [B, N, D] temporary
         context = torch.sigmoid(self.gate(state["h"])) * context
         h, c = self.cell(torch.cat([words, context], dim=-1), (state["h"], state["c"]))
@@ -91,10 +92,13 @@ class AttentionLSTMDecoder(CaptionDecoder):
         logits, alphas = self._unroll(memory, tokens)
         if not (self.training and self.alpha_c > 0):
             return logits, None
-        # doubly stochastic regularisation over the real (non-padding) steps
+        # doubly stochastic regularisation over the real (non-padding) steps and real regions
         mask = (tokens != self.pad_id).unsqueeze(-1).to(alphas.dtype)
-        attention_sum = (alphas * mask).sum(dim=1)
-        return logits, self.alpha_c * ((1.0 - attention_sum) ** 2).mean()
+        penalty = (1.0 - (alphas * mask).sum(dim=1)) ** 2
+        if memory.mask is None:
+            return logits, self.alpha_c * penalty.mean()
+        regions = memory.mask.to(penalty.dtype)
+        return logits, self.alpha_c * (penalty * regions).sum() / regions.sum().clamp(min=1.0)
 
     def step(self, tokens: torch.Tensor, state: State):
         logits, state, alpha = self._advance(self.embed(tokens), state)

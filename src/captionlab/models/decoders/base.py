@@ -24,6 +24,26 @@ from captionlab.errors import UserError
 from captionlab.types import EncoderOutput, State
 
 
+def region_mean(grid: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean of each image's real regions: grid [B, N, D], mask [B, N] or None -> [B, D]."""
+    if mask is None:
+        return grid.mean(dim=1)
+    weights = mask.to(grid.dtype).unsqueeze(-1)
+    return (grid * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention weights over regions [B, N]; padded regions (mask False) get exactly zero."""
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1)
+
+
+def memory_state(memory: EncoderOutput) -> State:
+    """The region mask as a decoder state entry (`memory_mask`), when the grid is padded."""
+    return {} if memory.mask is None else {"memory_mask": memory.mask}
+
+
 class CaptionDecoder(nn.Module):
     vocab_size: int
     embed: nn.Embedding

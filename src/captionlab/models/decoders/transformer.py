@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.models.decoders.base import CaptionDecoder
+from captionlab.models.decoders.base import CaptionDecoder, memory_state
 from captionlab.registry import register
 from captionlab.types import EncoderOutput, State
 
@@ -54,12 +54,19 @@ class DecoderLayer(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, self_keys, self_values, memory_keys, memory_values, causal_mask=None):
+    def forward(
+        self, x, self_keys, self_values, memory_keys, memory_values, causal_mask=None, memory_padding=None
+    ):
         attended, _ = self.self_attention(self.norm1(x), self_keys, self_values, causal_mask)
         x = x + self.dropout(attended)
-        attended, weights = self.cross_attention(self.norm2(x), memory_keys, memory_values)
+        attended, weights = self.cross_attention(self.norm2(x), memory_keys, memory_values, memory_padding)
         x = x + self.dropout(attended)
         return x + self.dropout(self.feed_forward(self.norm3(x))), weights
+
+
+def _cross_padding(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Region mask [B, N] (True: real) -> the cross-attention's [B, 1, 1, N] (True: padding)."""
+    return None if mask is None else (~mask)[:, None, None, :]
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -116,7 +123,10 @@ class TransformerDecoder(CaptionDecoder):
 
     def _memory(self, memory: EncoderOutput) -> torch.Tensor:
         projected = self.memory_projection(memory.grid)
-        return self.memory_encoder(projected) if self.memory_encoder is not None else projected
+        if self.memory_encoder is None:
+            return projected
+        padding = None if memory.mask is None else ~memory.mask
+        return self.memory_encoder(projected, src_key_padding_mask=padding)
 
     def _memory_keys(self, memory: torch.Tensor) -> State:
         state = {}
@@ -132,6 +142,7 @@ class TransformerDecoder(CaptionDecoder):
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
         cross = self._memory_keys(self._memory(memory))
+        padding = _cross_padding(memory.mask)
         x = self._inputs(tokens, 0)
         length = tokens.shape[1]
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), diagonal=1)
@@ -139,11 +150,11 @@ class TransformerDecoder(CaptionDecoder):
             normed = layer.norm1(x)
             keys = layer.self_attention.split(layer.self_attention.key(normed))
             values = layer.self_attention.split(layer.self_attention.value(normed))
-            x, _ = layer(x, keys, values, cross[f"memory_k{i}"], cross[f"memory_v{i}"], causal)
+            x, _ = layer(x, keys, values, cross[f"memory_k{i}"], cross[f"memory_v{i}"], causal, padding)
         return self.output(self.norm(x))
 
     def init_state(self, memory: EncoderOutput) -> State:
-        state = self._memory_keys(self._memory(memory))
+        state = {**self._memory_keys(self._memory(memory)), **memory_state(memory)}
         batch, device = memory.grid.shape[0], memory.grid.device
         for i, layer in enumerate(self.layers):
             empty = torch.zeros(
@@ -162,7 +173,7 @@ class TransformerDecoder(CaptionDecoder):
         """Decode one position, appending its keys and values to the cache."""
         position = int(state["length"][0])
         x = self._inputs(tokens.unsqueeze(1), position)
-        new_state = dict(state)
+        new_state, padding = dict(state), _cross_padding(state.get("memory_mask"))
         for i, layer in enumerate(self.layers):
             normed = layer.norm1(x)
             keys = torch.cat(
@@ -172,7 +183,7 @@ class TransformerDecoder(CaptionDecoder):
                 [state[f"self_v{i}"], layer.self_attention.split(layer.self_attention.value(normed))], dim=2
             )
             new_state[f"self_k{i}"], new_state[f"self_v{i}"] = keys, values
-            x, weights = layer(x, keys, values, state[f"memory_k{i}"], state[f"memory_v{i}"])
+            x, weights = layer(x, keys, values, state[f"memory_k{i}"], state[f"memory_v{i}"], None, padding)
         new_state["length"] = state["length"] + 1
         logprobs = F.log_softmax(self.output(self.norm(x[:, 0])), dim=-1)
         return logprobs, new_state, weights[:, :, 0].mean(dim=1)

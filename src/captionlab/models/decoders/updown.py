@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captionlab.models.decoders.base import CaptionDecoder
+from captionlab.models.decoders.base import CaptionDecoder, masked_softmax, memory_state, region_mean
 from captionlab.registry import register
 from captionlab.text import SpecialIds
 from captionlab.types import EncoderOutput, State
@@ -54,8 +54,9 @@ class UpDownDecoder(CaptionDecoder):
             "h_language": zeros,
             "c_language": zeros,
             "memory_regions": regions,
-            "memory_mean": regions.mean(dim=1),
+            "memory_mean": region_mean(regions, memory.mask),
             "memory_region_projection": self.region_attention(regions),
+            **memory_state(memory),
         }
 
     def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
@@ -67,7 +68,7 @@ class UpDownDecoder(CaptionDecoder):
         scores = self.attention_score(
             torch.tanh(state["memory_region_projection"] + self.query_attention(h1).unsqueeze(1))
         )
-        alpha = torch.softmax(scores.squeeze(-1), dim=-1)
+        alpha = masked_softmax(scores.squeeze(-1), state.get("memory_mask"))
         attended = torch.bmm(alpha.unsqueeze(1), state["memory_regions"]).squeeze(1)
         h2, c2 = self.language_lstm(
             torch.cat([attended, h1], dim=-1), (state["h_language"], state["c_language"])
