@@ -55,6 +55,7 @@ ALIASES = {
 COMPONENT_PACKAGES = (
     "captionlab.data",
     "captionlab.models",
+    "captionlab.features",
     "captionlab.search",
     "captionlab.training",
     "captionlab.systems",

@@ -64,13 +64,15 @@ State = dict[str, torch.Tensor]
 
 
 class Batch(TypedDict, total=False):
-    """What the data loaders yield: `image` [B, 3, H, W] or cached `pooled`/`grid` features,
+    """What the data loaders yield: `image` [B, 3, H, W] or cached `pooled`/`grid` features
+    (`grid_mask` [B, N], True for real regions, when region counts differ and the grid is padded),
     `index` [B] (row in the split), `tokens` [B, K, T] (training), and `unreadable` (images of the
     batch that did not decode, set aside by the collate function)."""
 
     image: torch.Tensor
     pooled: torch.Tensor
     grid: torch.Tensor
+    grid_mask: torch.Tensor
     index: torch.Tensor
     tokens: torch.Tensor
     unreadable: list[dict[str, Any]]

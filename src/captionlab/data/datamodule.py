@@ -83,6 +83,19 @@ class TrainDataset(ImageDataset):
         return {**item, "tokens": chosen}
 
 
+def pad_regions(grids: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Stack region sets [N_i, D]: `grid` [B, max N, D], and `grid_mask` [B, max N] (True: a real
+    region) only when the counts differ (equal counts, e.g. a CNN grid, need no mask)."""
+    counts = [g.shape[0] for g in grids]
+    if len(set(counts)) == 1:
+        return {"grid": torch.stack(grids)}
+    grid = grids[0].new_zeros(len(grids), max(counts), grids[0].shape[1])
+    for row, g in enumerate(grids):
+        grid[row, : g.shape[0]] = g
+    mask = torch.arange(max(counts)).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)
+    return {"grid": grid, "grid_mask": mask}
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack the items; unreadable ones go to `batch["unreadable"]` (the batch may then be empty)."""
     unreadable = [it["unreadable"] for it in items if "unreadable" in it]
@@ -94,12 +107,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         batch["index"] = torch.empty(0, dtype=torch.long)
         return batch
     batch.update(
-        {
-            key: torch.stack([it[key] for it in items])
-            for key in ("image", "pooled", "grid")
-            if key in items[0]
-        }
+        {key: torch.stack([it[key] for it in items]) for key in ("image", "pooled") if key in items[0]}
     )
+    if "grid" in items[0]:
+        batch.update(pad_regions([it["grid"] for it in items]))
     batch["index"] = torch.tensor([it["index"] for it in items])
     if "tokens" in items[0]:
         captions = [t for it in items for t in it["tokens"]]

@@ -13,9 +13,13 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 
+from captionlab.errors import UserError
+
 
 def build_transform(preprocessing: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
     """The eval-mode timm transform for these settings (no random flips: they break 'left of')."""
+    if preprocessing.get("features") == "precomputed":
+        return _no_pixels
     return create_transform(
         input_size=tuple(preprocessing["input_size"]),
         interpolation=preprocessing["interpolation"],
@@ -24,4 +28,11 @@ def build_transform(preprocessing: dict[str, Any]) -> Callable[[Image.Image], to
         crop_pct=preprocessing["crop_pct"],
         crop_mode=preprocessing.get("crop_mode", "center"),
         is_training=False,
+    )
+
+
+def _no_pixels(image: Image.Image) -> torch.Tensor:
+    raise UserError(
+        "this model reads precomputed features (encoder=precomputed), not images: extract the "
+        "images' features first (scripts/extract_features.py) and give their image ids"
     )

@@ -94,7 +94,9 @@ def extract(
     pooled_file, grid_file = None, None
     unreadable: dict[int, str] = {}
     encoder = encoder.to(device).eval()
-    with torch.no_grad():
+    # extraction draws nothing from the run's random stream (a loader draws a seed): a run that
+    # extracts trains exactly like one that finds the features cached
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
         for batch in tqdm(loader, desc=f"extracting features ({split})", unit="batch"):
             failed = batch.get("unreadable", [])
             take_unreadable(batch)  # raises under data.on_error=raise
@@ -205,6 +207,12 @@ def load_or_extract(
 def use_cached_features(datamodule: Any, encoder: Any, device: torch.device | str = "cpu") -> bool:
     """Train and evaluate from cached features when the encoder is frozen (`data.cache_features=auto`);
     extract them first unless a finished extraction with the same key exists."""
+    if hasattr(encoder, "feature_splits"):  # encoder=precomputed: the features are its input
+        datamodule.prepare()
+        datamodule.use_features(
+            encoder.feature_splits(datamodule.records), f"{encoder.name} features in {encoder.path}"
+        )
+        return True
     mode = datamodule.cache_features
     if mode in (False, "false", "never"):
         return False

@@ -11,9 +11,10 @@ from captionlab.types import Batch, EncoderOutput, Search, SearchOutput
 
 
 def encode_batch(encoder: TimmEncoder, batch: Batch) -> EncoderOutput:
-    """Encoder features of a batch: computed from `image`, or read from cached `pooled`/`grid`."""
+    """Encoder features of a batch: computed from `image`, or read from cached or precomputed
+    `pooled`/`grid` (with `grid_mask` when the images' region counts differ)."""
     if "pooled" in batch:
-        return EncoderOutput(batch["pooled"].float(), batch["grid"].float())
+        return EncoderOutput(batch["pooled"].float(), batch["grid"].float(), batch.get("grid_mask"))
     return encoder(batch["image"])
 
 

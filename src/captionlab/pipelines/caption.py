@@ -12,9 +12,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from captionlab.data.datamodule import collate
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError
+from captionlab.features.precomputed import precomputed_inputs, uses_precomputed
 from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable
 from captionlab.systems.loading import load_for_inference
 from captionlab.utils.io import atomic_write, write_json
@@ -49,10 +51,25 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _pixel_inputs(
+    files: list[Path], preprocessing: dict[str, Any], cfg: DictConfig
+) -> tuple[list[tuple[Path, dict[str, torch.Tensor]]], list[Path]]:
+    """The readable images, preprocessed, and the files that are not."""
+    transform = build_transform(preprocessing)
+    set_max_image_pixels(cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
+    images, skipped = [], []
+    for path in files:
+        try:
+            images.append((path, {"image": transform(load_image(path))}))
+        except UnreadableImage as err:
+            skipped.append(path)
+            log.warning("skipped %s: not a readable image (%s)", path, err)
+    return images, skipped
+
+
 def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
-    files = find_images(str(cfg.images))
     search = OmegaConf.to_container(cfg.search, resolve=True) if cfg.get("search") else None
     module = load_for_inference(
         checkpoint_paths(cfg.ckpt_path),
@@ -61,27 +78,22 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     )
     device = _device(str(cfg.device))
     captioner = module.captioner.to(device).eval()
-    transform = build_transform(module.preprocessing)
-
-    set_max_image_pixels(cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
-    images, skipped = [], []
-    for path in files:
-        try:
-            images.append((path, transform(load_image(path))))
-        except UnreadableImage as err:
-            skipped.append(path)
-            log.warning("skipped %s: not a readable image (%s)", path, err)
+    if uses_precomputed(module.preprocessing):
+        images, skipped = precomputed_inputs(cfg.images, captioner.encoder), []
+    else:
+        images, skipped = _pixel_inputs(find_images(str(cfg.images)), module.preprocessing, cfg)
     if not images:
-        raise UserError(f"images={cfg.images}: none of the {len(files)} files is a readable image")
+        raise UserError(f"images={cfg.images}: none of the {len(skipped)} files is a readable image")
 
     results: list[dict[str, Any]] = []
     for start in range(0, len(images), int(cfg.batch_size)):
         batch = images[start : start + int(cfg.batch_size)]
-        pixels_batch = {"image": torch.stack([t for _, t in batch]).to(device)}
-        output = captioner.generate(pixels_batch, module.search)
+        collated = collate([{**item, "index": row} for row, (_, item) in enumerate(batch)])
+        inputs = {key: value.to(device) for key, value in collated.items() if key != "index"}
+        output = captioner.generate(inputs, module.search)
         # retrieval models also say which training images their captions come from
-        neighbours = captioner.neighbours(pixels_batch) if hasattr(captioner, "neighbours") else None
-        for row, (path, pixels) in enumerate(batch):
+        neighbours = captioner.neighbours(inputs) if hasattr(captioner, "neighbours") else None
+        for row, (path, item) in enumerate(batch):
             hypotheses = [
                 {"caption": module.vocab.decode(seq), "score": float(score)}
                 for seq, score in zip(output.sequences[row], output.scores[row])
@@ -90,12 +102,12 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
             result = {"image": str(path), "caption": hypotheses[0]["caption"], "hypotheses": hypotheses}
             if neighbours is not None:
                 result["neighbours"] = neighbours[row]
-            if cfg.overlays and output.attentions is not None:
+            if cfg.overlays and output.attentions is not None and "image" in item:
                 name = f"{len(results):05d}_{path.stem}.png"
                 target = output_dir / "overlays" / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 caption_overlay(
-                    pixels,
+                    item["image"],
                     module.preprocessing,
                     module.vocab.words,
                     output.sequences[row, 0],

@@ -34,7 +34,11 @@ class CaptionerSystem(BaseSystem):
         self.loss = loss
 
     def build_captioner(self, config: dict[str, Any]) -> EncoderDecoder:
-        encoder = build(config["encoder"], "encoder")
+        # the encoder's construction (random initialisation before pretrained weights load) does not
+        # draw from the run's random stream: the decoder starts the same whatever reads the images
+        # (a timm backbone, its cached features, or the same features in a precomputed store)
+        with torch.random.fork_rng(devices=[]):
+            encoder = build(config["encoder"], "encoder")
         decoder = build(
             config["decoder"], "decoder", vocab_size=len(self.vocab), feature_dim=encoder.feature_dim
         )

@@ -44,7 +44,9 @@ def load_system(
     for section in ("model", "data", "encoder", "decoder", "search", "loss", "optim"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
-    config["encoder"].update(pretrained=False, checkpoint=None)
+    config["encoder"].update(
+        {k: v for k, v in (("pretrained", False), ("checkpoint", None)) if k in config["encoder"]}
+    )
     if "embeddings_file" in config["decoder"]:
         config["decoder"]["embeddings_file"] = None
     model = system_class(config["model"]["_target_"], f"checkpoint {path}, section 'model'")

@@ -16,7 +16,9 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from captionlab.data.datamodule import collate
 from captionlab.data.images import UnreadableImage, load_image
+from captionlab.features.precomputed import uses_precomputed
 from captionlab.registry import register
 from captionlab.utils.io import append_line
 from captionlab.viz.attention import caption_overlay, model_view
@@ -30,8 +32,8 @@ def _wandb(
     table = wandb.Table(
         columns=["image", "image_id", "caption", "references"],
         data=[
-            [wandb.Image(view), r["image_id"], r["caption"], "\n".join(r["references"])]
-            for r, view in zip(rows, views)
+            [wandb.Image(view) if view else None, r["image_id"], r["caption"], "\n".join(r["references"])]
+            for r, view in zip(rows, views or [None] * len(rows))  # no views: precomputed features
         ],
     )
     logger.experiment.log({"val/samples": table, "trainer/global_step": step})
@@ -72,21 +74,26 @@ class SampleCaptions(pl.Callback):
         ):
             return
         datamodule = trainer.datamodule
-        records, images = [], []
-        for record in datamodule.split(
-            "val"
-        ):  # the first readable ones (skipped images are counted elsewhere)
+        precomputed = uses_precomputed(module.preprocessing)
+        records, items = [], []
+        # the first readable ones (skipped images are counted elsewhere)
+        for row, record in enumerate(datamodule.split("val")):
             if len(records) == self.num_images:
                 break
             try:
-                images.append(datamodule.transform(load_image(record.image_path)))
+                if precomputed:  # no pixels: the features the model reads, and no overlays
+                    items.append({**datamodule.features["val"][row], "index": row})
+                else:
+                    items.append({"image": datamodule.transform(load_image(record.image_path)), "index": row})
                 records.append(record)
             except UnreadableImage:
                 continue
         if not records:
             return
-        pixels = torch.stack(images)
-        output = module.captioner.generate({"image": pixels.to(module.device)}, module.search)
+        batch = collate(items)
+        output = module.captioner.generate(
+            {k: v.to(module.device) for k, v in batch.items() if k != "index"}, module.search
+        )
         rows, overlays = [], []
         for index, (record, tokens) in enumerate(zip(records, output.best())):
             rows.append(
@@ -96,10 +103,10 @@ class SampleCaptions(pl.Callback):
                     "references": list(record.captions),
                 }
             )
-            if output.attentions is not None and index < self.num_overlays:
+            if output.attentions is not None and index < self.num_overlays and not precomputed:
                 overlays.append(
                     caption_overlay(
-                        pixels[index],
+                        batch["image"][index],
                         module.preprocessing,
                         module.vocab.words,
                         tokens,
@@ -110,7 +117,7 @@ class SampleCaptions(pl.Callback):
             self.path,
             json.dumps({"epoch": trainer.current_epoch, "step": trainer.global_step, "samples": rows}),
         )
-        views = [model_view(p, module.preprocessing) for p in pixels]
+        views = [model_view(p, module.preprocessing) for p in batch["image"]] if "image" in batch else []
         for logger in trainer.loggers:
             show = next((f for kind, f in SHOW.items() if isinstance(logger, kind)), None)
             if show is not None:
