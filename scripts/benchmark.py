@@ -4,6 +4,7 @@
     python scripts/benchmark.py feature_cache data.root=<flickr8k> encoder.checkpoint=<weights> [overrides]
     python scripts/benchmark.py knn <model=knn run>/checkpoints/best.ckpt [--split test]
     python scripts/benchmark.py startup [--repeats 5] [--command captionlab]
+    python scripts/benchmark.py feature_stores [--images 1000] [--dim 2048]
 
 search: captions per second of batched greedy and beam 3/5 search for the three Flickr8k decoders
 (the `experiment=flickr8k_*` sizes: 7x7x1280 EfficientNet-Lite0 grid, a Flickr8k-sized vocabulary),
@@ -16,6 +17,10 @@ feature_cache: one training epoch with the cache off, on (extracting), on again 
 
 startup: wall time of `captionlab train --help` (the installed command; with the plugins
 installed in this environment), best and median of --repeats runs.
+
+feature_stores: encoder=precomputed's read throughput per format (npy folder, HDF5, LMDB) for a
+synthetic bottom-up-sized store: 10-100 regions of 2048-d (float16) per image, every image read
+once in a shuffled order, as a training epoch reads them.
 
 knn: the time to index the training split from the cached features and to caption a split
 (nearest images by one matrix product per batch, then the consensus among their captions).
@@ -355,6 +360,53 @@ def benchmark_startup(command: str, repeats: int) -> None:
     )
 
 
+def benchmark_feature_stores(images: int, regions: tuple[int, int], dim: int, folder: str | None) -> None:
+    """Read every image of a synthetic region store once (the way a training epoch does, in a
+    shuffled order, through RegionFeatures), per format: images and regions per second."""
+    import numpy as np
+
+    from captionlab.features.precomputed import RegionFeatures
+    from captionlab.features.stores import FORMATS, FeatureWriter, open_store
+    from captionlab.types import CaptionRecord
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(regions[0], regions[1] + 1, size=images)
+    records = [CaptionRecord(Path(f"{i}.jpg"), f"{i}.jpg", "train", ("x",)) for i in range(images)]
+    order = rng.permutation(images)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        for fmt in FORMATS:
+            path = Path(tmp) / {"npy": "npy", "hdf5": "features.h5", "lmdb": "lmdb"}[fmt]
+            writer = FeatureWriter(path, fmt)
+            for start in range(0, images, 100):
+                writer.write(
+                    {
+                        str(i): {"features": rng.standard_normal((int(counts[i]), dim)).astype(np.float16)}
+                        for i in range(start, min(start + 100, images))
+                    }
+                )
+            writer.close()
+            rows = RegionFeatures(open_store(path), records, dim, False)
+            started = time.perf_counter()
+            total = sum(rows[int(i)]["grid"].shape[0] for i in order)
+            seconds = time.perf_counter() - started
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "feature_stores",
+                        "format": fmt,
+                        "images": images,
+                        "regions": int(total),
+                        "dim": dim,
+                        "dtype": "float16",
+                        "seconds": round(seconds, 3),
+                        "images_per_s": round(images / seconds, 1),
+                        "regions_per_s": round(total / seconds),
+                    }
+                ),
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sections = parser.add_subparsers(dest="section", required=True)
@@ -384,8 +436,18 @@ def main() -> None:
     startup = sections.add_parser("startup", help="wall time of `captionlab train --help`")
     startup.add_argument("--repeats", type=int, default=5)
     startup.add_argument("--command", default=str(Path(sys.executable).with_name("captionlab")))
+    stores = sections.add_parser(
+        "feature_stores", help="encoder=precomputed: read throughput of the npy, hdf5 and lmdb formats"
+    )
+    stores.add_argument("--images", type=int, default=1000)
+    stores.add_argument("--min-regions", type=int, default=10)
+    stores.add_argument("--max-regions", type=int, default=100)
+    stores.add_argument("--dim", type=int, default=2048)
+    stores.add_argument("--folder", default=None, help="where to write the temporary stores")
     args = parser.parse_args()
-    if args.section == "search":
+    if args.section == "feature_stores":
+        benchmark_feature_stores(args.images, (args.min_regions, args.max_regions), args.dim, args.folder)
+    elif args.section == "search":
         benchmark_search(args)
     elif args.section == "startup":
         benchmark_startup(args.command, args.repeats)

@@ -277,3 +277,73 @@ def cached_run(tmp_path_factory):
         f"paths.cache_dir={cache_dir}",
     ]
     return run_training(compose(overrides)), cache_dir
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_loader_workers_open_their_own_handles(tmp_path, fmt):
+    rng = np.random.default_rng(6)
+    entries = {f"img{i}": _entry(rng, 1 + i % 4) for i in range(12)}
+    store = open_store(_write(tmp_path / STORE_NAME[fmt], fmt, entries))
+    store.read("img0")  # the parent holds a handle before the workers fork
+    records = [CaptionRecord(tmp_path / f"{k}.png", k, "train", ("x",)) for k in entries]
+    from captionlab.data.datamodule import collate
+
+    loader = torch.utils.data.DataLoader(
+        [{"index": i} for i in range(12)],
+        batch_size=4,
+        num_workers=2,
+        collate_fn=lambda items: collate(
+            [{**RegionFeatures(store, records, DIM, False)[it["index"]], **it} for it in items]
+        ),
+    )
+    for _ in range(2):  # a second epoch forks new workers
+        batches = list(loader)
+        assert [int(m.sum()) for b in batches for m in b["grid_mask"]] == [1 + i % 4 for i in range(12)]
+    np.testing.assert_array_equal(store.read("img5")["features"], entries["img5"]["features"])  # the parent's
+
+
+def test_self_critical_training_on_region_sets(tmp_path, region_store):
+    summary = _precomputed_run(
+        tmp_path,
+        region_store,
+        "decoder=updown",
+        *TINY_DECODERS["updown"],
+        "loss=scst",
+        "loss.sample_method=beam",
+        "loss.num_samples=3",
+        "trainer.limit_train_batches=3",
+    )
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert "train/reward" in history[-1] and summary["test"]["num_images"] == 40
+
+
+def test_box_geometry_takes_the_image_size_from_the_image_file_when_the_store_has_none(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (64, 32)).save(tmp_path / "photo.jpg")
+    arrays = {"features": np.ones((1, DIM), np.float32), "boxes": np.array([[0.0, 0.0, 32.0, 16.0]])}
+    _write(tmp_path / "regions", "npy", {"photo": arrays})
+    record = CaptionRecord(tmp_path / "photo.jpg", "photo.jpg", "train", ("x",))
+    grid = RegionFeatures(open_store(tmp_path / "regions"), [record], DIM + 5, True)[0]["grid"]
+    torch.testing.assert_close(grid[0, DIM:], torch.tensor([0.0, 0.0, 0.5, 0.5, 0.25]))
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_region_sets(tmp_path, region_store):
+    result = run_cli(
+        "train.py",
+        "trainer=ddp_cpu",
+        *[o for o in TINY_OVERRIDES if not o.startswith("decoder.")],
+        "decoder=attention",
+        *TINY_DECODERS["attention"],
+        "encoder=precomputed",
+        f"encoder.path={region_store}",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]["num_images"] == 40

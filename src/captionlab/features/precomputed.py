@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import ListConfig
+from PIL import Image
 from torch import nn
 
 from captionlab.data.images import UnreadableImage
@@ -65,7 +66,21 @@ class RegionFeatures:
                 f"features of image {record.image_id!r} in {self.store.path} are unreadable "
                 f"({type(err).__name__}: {err})"
             ) from None
+        if self.box_features and "boxes" in arrays and "image_size" not in arrays:
+            arrays = {**arrays, "image_size": _image_size(record)}  # self-critical's box files have none
         return region_tensors(arrays, self.feature_dim, self.box_features, f"image {record.image_id!r}")
+
+
+def _image_size(record: CaptionRecord) -> np.ndarray:
+    """(width, height) from the image file's header (no decoding), for stores without image sizes."""
+    try:
+        with Image.open(record.image_path) as image:
+            return np.array(image.size)
+    except OSError:
+        raise UnreadableImage(
+            f"image {record.image_id!r}: its store entry has boxes but no image_size, and the image "
+            f"file {record.image_path} is not there to read it from; add image_size to the entries"
+        ) from None
 
 
 def region_tensors(

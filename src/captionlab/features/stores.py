@@ -84,6 +84,8 @@ class FeatureStore:
     def handle(self) -> Any:
         """This process's handle (reopened after a fork: DataLoader workers do not share one)."""
         if self._pid != os.getpid():
+            if self._handle is not None:  # the parent's, inherited through fork: this copy is closed
+                self._handle.close()  # (LMDB refuses a second environment on the same path)
             self._handle, self._pid = self._open(), os.getpid()
         return self._handle
 
