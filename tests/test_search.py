@@ -354,5 +354,58 @@ def test_search_settings_are_saved_with_their_names():
         "num_beams": 5,
         "length_penalty": 0.5,
         "num_return_sequences": 1,
+        "num_beam_groups": 1,
+        "diversity_penalty": 0.0,
     }
     assert "_generators" not in SampleSearch(seed=1).config()
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_beam_groups_without_a_penalty_each_repeat_plain_beam_search(name):
+    decoder, memory = _decoder(name), _memory(batch=4)
+    plain = BeamSearch(num_beams=3, num_return_sequences=3, max_new_tokens=8)(decoder, memory)
+    grouped = BeamSearch(num_beams=6, num_beam_groups=2, num_return_sequences=6, max_new_tokens=8)(
+        decoder, memory
+    )
+    for i in range(4):
+        expected = sorted(tuple(_trim(s)) for s in plain.sequences[i]) * 2
+        assert sorted(tuple(_trim(s)) for s in grouped.sequences[i]) == sorted(expected)
+        torch.testing.assert_close(grouped.scores[i, ::2], plain.scores[i])
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_a_large_diversity_penalty_makes_the_groups_start_differently(name):
+    decoder, memory = _decoder(name), _memory(batch=5)
+    search = BeamSearch(
+        num_beams=3,
+        num_beam_groups=3,
+        diversity_penalty=1e3,
+        num_return_sequences=3,
+        max_new_tokens=6,
+        min_new_tokens=1,  # an <eos> ends a hypothesis rather than continuing it: it is not a chosen word
+    )
+    output = search(decoder, memory)
+    for i in range(5):
+        assert len({int(s[0]) for s in output.sequences[i]}) == 3
+    plain = BeamSearch(num_beams=3, num_beam_groups=3, num_return_sequences=3, max_new_tokens=6)(
+        decoder, memory
+    )
+    assert all(len({int(s[0]) for s in plain.sequences[i]}) == 1 for i in range(5))  # = greedy thrice
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_batched_diverse_beam_equals_one_image_at_a_time(name):
+    decoder, memory = _decoder(name), _memory(batch=5)
+    search = BeamSearch(
+        num_beams=4, num_beam_groups=2, diversity_penalty=0.7, num_return_sequences=4, max_new_tokens=8
+    )
+    batched = search(decoder, memory)
+    for i in range(5):
+        alone = search(decoder, _rows(memory, i))
+        assert [_trim(s) for s in batched.sequences[i]] == [_trim(s) for s in alone.sequences[0]]
+        torch.testing.assert_close(batched.scores[i], alone.scores[0])
+
+
+def test_groups_must_divide_the_beams():
+    with pytest.raises(Exception, match="must divide"):
+        BeamSearch(num_beams=4, num_beam_groups=3)

@@ -37,7 +37,13 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 @register("search", "beam")
 class BeamSearch(SearchStrategy):
     def __init__(
-        self, num_beams: int = 3, length_penalty: float = 1.0, num_return_sequences: int = 1, **rules
+        self,
+        num_beams: int = 3,
+        length_penalty: float = 1.0,
+        num_return_sequences: int = 1,
+        num_beam_groups: int = 1,
+        diversity_penalty: float = 0.0,
+        **rules,
     ):
         super().__init__(**rules)
         if num_beams < 1 or not 1 <= num_return_sequences <= num_beams:
@@ -45,12 +51,19 @@ class BeamSearch(SearchStrategy):
                 f"need search.num_beams >= 1 ({num_beams}) and 1 <= search.num_return_sequences <= "
                 f"num_beams ({num_return_sequences})"
             )
+        if num_beam_groups < 1 or num_beams % num_beam_groups or diversity_penalty < 0:
+            raise OptionError(
+                f"search.num_beam_groups={num_beam_groups} must divide search.num_beams={num_beams}, "
+                f"and search.diversity_penalty ({diversity_penalty}) must be >= 0"
+            )
         self.num_beams, self.length_penalty, self.num_return_sequences = (
             num_beams,
             length_penalty,
             num_return_sequences,
         )
-        self._greedy = GreedySearch(**rules) if num_beams == 1 else None  # Hugging Face: one beam is greedy
+        self.num_beam_groups, self.diversity_penalty = num_beam_groups, diversity_penalty
+        # Hugging Face: one beam is greedy
+        self._greedy = GreedySearch(**rules) if num_beams == 1 else None
 
     def _normalize(self, scores: torch.Tensor, length: int | torch.Tensor) -> torch.Tensor:
         if isinstance(length, torch.Tensor):
@@ -65,10 +78,16 @@ class BeamSearch(SearchStrategy):
             lengths = (output.sequences != special.pad).sum(-1).clamp(min=1)
             output.normalized_scores = self._normalize(output.scores, lengths)
             return output
-        batch, beams, limit = memory.pooled.shape[0], self.num_beams, self.max_new_tokens
+        # each group is a beam search of its own (a "row" below: image x group), in lockstep
+        groups = self.num_beam_groups
+        images_count, beams, limit = memory.pooled.shape[0], self.num_beams // groups, self.max_new_tokens
+        batch = images_count * groups
         device = memory.pooled.device
         images = torch.arange(batch, device=device)
-        state = decoder.reorder_state(decoder.init_state(memory), images.repeat_interleave(beams))
+        state = decoder.reorder_state(
+            decoder.init_state(memory),
+            torch.arange(images_count, device=device).repeat_interleave(groups * beams),
+        )
         tokens = torch.full((batch * beams,), special.bos, dtype=torch.long, device=device)
         history = torch.empty(batch, beams, 0, dtype=torch.long, device=device)
         attention_history = None
@@ -84,8 +103,7 @@ class BeamSearch(SearchStrategy):
                 beam_scores[:, 1:] = float("-inf")
                 pool = self._empty_pool(batch, logprobs.dtype, device, attention)
             candidates = (beam_scores.view(-1, 1) + logprobs).view(batch, beams * vocab)
-            # 2K candidates hold at least K that do not end (each beam has one <eos>)
-            top_scores, top_index = candidates.topk(min(2 * beams, beams * vocab), dim=1)
+            top_scores, top_index = self._top_candidates(candidates, vocab)
             source, token = top_index // vocab, top_index % vocab
             sequences = torch.cat([_take(history, source), token.unsqueeze(-1)], dim=-1)
             attentions = None
@@ -116,7 +134,42 @@ class BeamSearch(SearchStrategy):
             done = done | self._cannot_improve(pool["normalized"], beam_scores, step)
             if done.all():
                 break
+        if groups > 1:  # every group's finished hypotheses compete for the image's returned ones
+            pool = {
+                key: value.view(images_count, groups * beams, *value.shape[2:]) for key, value in pool.items()
+            }
+            best = pool["normalized"].topk(groups * beams, dim=1).indices
+            pool = {key: _take(value, best) for key, value in pool.items()}
         return self._output(pool)
+
+    def _top_candidates(self, candidates: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's 2K best candidates (2K hold at least K that do not end: each beam has one
+        `<eos>`), [rows, 2K] scores and indices into beams x vocab.
+
+        With groups (diverse beam search, Vijayakumar et al. 2018, Hugging Face's
+        `num_beam_groups`/`diversity_penalty`): the groups of an image choose one after another,
+        each scoring a word `diversity_penalty` lower for every beam of an earlier group that
+        continued with it at this step (Hamming diversity); the penalised scores are what the beams
+        accumulate, as in Hugging Face."""
+        beams = candidates.shape[1] // vocab
+        width = min(2 * beams, beams * vocab)
+        groups = self.num_beam_groups
+        if groups == 1:
+            return candidates.topk(width, dim=1)
+        per_image = candidates.view(-1, groups, beams, vocab)
+        counts = candidates.new_zeros(per_image.shape[0], vocab)  # words chosen at this step so far
+        scores, indices = [], []
+        for group in range(groups):
+            penalised = per_image[:, group] - self.diversity_penalty * counts.unsqueeze(1)
+            top_scores, top_index = penalised.reshape(per_image.shape[0], beams * vocab).topk(width, dim=1)
+            token = top_index % vocab
+            # the words this group continues with: its K best candidates that do not end
+            open_scores = top_scores.masked_fill(token == self.special.eos, float("-inf"))
+            kept = _take(token.unsqueeze(-1), open_scores.topk(beams, dim=1).indices).squeeze(-1)
+            counts.scatter_add_(1, kept, torch.ones_like(kept, dtype=counts.dtype))
+            scores.append(top_scores)
+            indices.append(top_index)
+        return torch.stack(scores, dim=1).flatten(0, 1), torch.stack(indices, dim=1).flatten(0, 1)
 
     def _cannot_improve(
         self, pool_normalized: torch.Tensor, beam_scores: torch.Tensor, step: int
@@ -128,7 +181,7 @@ class BeamSearch(SearchStrategy):
         return (worst_kept > float("-inf")) & (best_open <= worst_kept)
 
     def _empty_pool(self, batch: int, dtype: torch.dtype, device: torch.device, attention) -> dict:
-        beams, limit = self.num_beams, self.max_new_tokens
+        beams, limit = self.num_beams // self.num_beam_groups, self.max_new_tokens
         pool = {
             "normalized": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
             "scores": torch.full((batch, beams), float("-inf"), dtype=dtype, device=device),
@@ -159,7 +212,7 @@ class BeamSearch(SearchStrategy):
             everything["attentions"] = torch.cat(
                 [pool["attentions"], F.pad(attentions, (0, 0, 0, pad))], dim=1
             )
-        best = everything["normalized"].topk(self.num_beams, dim=1).indices
+        best = everything["normalized"].topk(self.num_beams // self.num_beam_groups, dim=1).indices
         return {key: _take(value, best) for key, value in everything.items()}
 
     def _output(self, pool: dict) -> SearchOutput:
