@@ -120,6 +120,8 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
     }
     if len(checkpoints) > 1 or cfg.get("ensemble_weights"):
         source["ensemble_weights"] = module.captioner.decoder.weights
+    if split in module.nbest:  # written next to the predictions, not into metrics.json
+        source["_nbest"] = module.nbest[split]
     return datamodule, module.predictions[split], dict(module.scores[split]), source
 
 
@@ -156,10 +158,15 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     per_image = scores.pop("per_image")
     scores.update(diversity(predictions, (c for r in datamodule.split("train") for c in r.captions)))
 
+    nbest = source.pop("_nbest", None)
     summary = {split: scores, **source, "data": datamodule.name}
     if pl.utilities.rank_zero.rank_zero_only.rank == 0:
         write_json(output_dir / "metrics.json", summary)
         write_predictions(output_dir / f"predictions_{split}.json", predictions)
+        if nbest is not None:
+            write_json(
+                output_dir / f"nbest_{split}.json", [{"image_id": i, "captions": c} for i, c in nbest.items()]
+            )
         write_json(
             output_dir / f"per_image_{split}.json",
             [
@@ -178,5 +185,11 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
                 else ""
             )
         )
+        if "div1" in scores:
+            print(
+                f"n-best ({scores['nbest']} per image): Div-1 {scores['div1']:.3f}, Div-2 {scores['div2']:.3f}, "
+                f"mBLEU-4 {100 * scores['mbleu4']:.2f}, self-CIDEr {scores['self_cider']:.3f}, "
+                f"oracle CIDEr {100 * scores['oracle_cider']:.2f}"
+            )
         log.info("run folder: %s", output_dir)
     return summary

@@ -23,9 +23,10 @@ from captionlab.checkpoint_file import format_record
 from captionlab.errors import UserError
 from captionlab.metrics.diversity import limit_rate, repeat_rate
 from captionlab.metrics.gather import GeneratedCaptions
+from captionlab.metrics.nbest import nbest_diversity
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
 from captionlab.registry import build, check_targets, registered_class, with_names
-from captionlab.text import Vocabulary
+from captionlab.text import PAD_ID, Vocabulary
 from captionlab.training.rng import capture_rng_states, restore_rng_states
 from captionlab.types import Batch
 
@@ -79,6 +80,9 @@ class BaseSystem(pl.LightningModule):
             logger=False,
         )
         self.generated = GeneratedCaptions(max_len=self.caption_capacity())
+        # every returned caption (evaluate.py, search.num_return_sequences > 1): n-best figures
+        self.generated_nbest = GeneratedCaptions(max_len=self.caption_capacity())
+        self.nbest: dict[str, dict[Any, list[str]]] = {}
         self.register_buffer("cider_best", torch.tensor(0.0))
         self.predictions: dict[str, dict[Any, str]] = {}
         self.scores: dict[str, dict[str, Any]] = {}
@@ -176,12 +180,27 @@ class BaseSystem(pl.LightningModule):
             return
         output = self.captioner.generate(batch, self.search)
         self.generated.update(batch["index"], output.best())
+        if self._collects_nbest:
+            capacity = self.caption_capacity()
+            sequences = output.sequences[..., :capacity]
+            padded = torch.nn.functional.pad(sequences, (0, capacity - sequences.shape[-1]), value=PAD_ID)
+            self.generated_nbest.update(batch["index"], padded.flatten(1))
+
+    @property
+    def _collects_nbest(self) -> bool:
+        """Scoring (not training) a search that returns several captions per image."""
+        return getattr(self.search, "num_return_sequences", 1) > 1 and not (self._trainer and self._fitting)
 
     def on_validation_epoch_start(self) -> None:
-        self.generated.max_len = self.caption_capacity()
+        self._set_capacity()
 
     def on_test_epoch_start(self) -> None:
-        self.generated.max_len = self.caption_capacity()
+        self._set_capacity()
+
+    def _set_capacity(self) -> None:
+        capacity = self.caption_capacity()
+        self.generated.max_len = capacity
+        self.generated_nbest.max_len = capacity * getattr(self.search, "num_return_sequences", 1)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._generate_step(batch)
@@ -192,6 +211,7 @@ class BaseSystem(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             self.generated.reset()
+            self.generated_nbest.reset()
             return
         scores = self._score("val")
         if self._fitting:
@@ -201,6 +221,19 @@ class BaseSystem(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._score(self.trainer.datamodule.test_split)
+
+    def _decoded_nbest(self, records: list) -> dict[Any, list[str]]:
+        """{image_id: its returned captions, best first} (hypotheses search could not fill dropped)."""
+        capacity = self.caption_capacity()
+        generated = self.generated_nbest.compute()
+        self.generated_nbest.reset()
+        nbest = {}
+        for index, tokens in sorted(generated.items()):
+            rows = [tokens[i : i + capacity] for i in range(0, len(tokens), capacity)]
+            nbest[records[index].image_id] = [
+                self.vocab.decode(r) for r in rows if any(t != PAD_ID for t in r)
+            ]
+        return nbest
 
     def _score(self, split: str) -> dict[str, Any]:
         """Decode the gathered captions, score them on the whole split, log `<split>/<metric>`."""
@@ -242,6 +275,10 @@ class BaseSystem(pl.LightningModule):
         scores["complete_split"] = len(references) == len(records)
         if skipped:
             scores["skipped_images"] = len(skipped)
+        if self._collects_nbest:
+            nbest = self._decoded_nbest(records)
+            scores.update(nbest_diversity(nbest, {i: references[i] for i in nbest if i in references}))
+            self.nbest[split] = nbest
         prefix = "val" if split == "val" else "test"
         for name in (*METRIC_NAMES, "repeat_rate", "limit_rate", "mean_length"):
             if name in scores:

@@ -24,6 +24,7 @@ from torch import nn
 
 from captionlab.metrics.cider_d import CiderD
 from captionlab.metrics.diversity import repeats_a_word
+from captionlab.metrics.nbest import sentence_bleu4
 from captionlab.registry import register
 from captionlab.search.beam import BeamSearch
 from captionlab.search.greedy import GreedySearch
@@ -39,12 +40,6 @@ END = EOS  # "<eos>" as a reward word: tokenize never makes it from a caption
 def mean_of_others(reward: torch.Tensor) -> torch.Tensor:
     """[B, n] -> [B, n]: for each sample, the mean reward of the image's other samples."""
     return (reward.sum(dim=1, keepdim=True) - reward) / (reward.shape[1] - 1)
-
-
-def sentence_bleu4(candidate: str, references: list[str]) -> float:
-    from pycocoevalcap.bleu.bleu import Bleu
-
-    return float(Bleu(4).compute_score({0: references}, {0: [candidate]}, verbose=0)[0][3])
 
 
 @register("loss", "scst")
