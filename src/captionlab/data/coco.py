@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 
 from captionlab.data.problems import Problems, readable_image, require_file, require_root
 from captionlab.data.records import SPLITS
@@ -25,8 +26,10 @@ class CocoSource:
         year: int = 2017,
         on_error: str = "raise",
         splits: dict[str, str] | None = None,
+        instances: list[str] | None = None,
     ):
-        """`splits` maps our split names to COCO's (default: train -> train<year>, val -> val<year>)."""
+        """`splits` maps our split names to COCO's (default: train -> train<year>, val -> val<year>).
+        `instances`: instance-annotation files for CHAIR (default: annotations/instances_<split>.json)."""
         self.root = require_root(
             root,
             "coco",
@@ -36,6 +39,42 @@ class CocoSource:
         self.year = year
         self.splits = dict(splits or {"train": f"train{year}", "val": f"val{year}"})
         self.problems = Problems(on_error, "coco")
+        self.instances = [str(p) for p in instances] if instances else None
+
+    def object_words(self) -> dict[str, list[str]]:
+        """None: the COCO categories and synonyms of the CHAIR paper (`ObjectWords.coco`)."""
+        return {}
+
+    def objects(self, records: list[CaptionRecord]) -> dict[object, set[str]]:
+        """Each image's object categories from the instance annotations (for CHAIR)."""
+        files = self.instances or [
+            str(self.root / "annotations" / f"instances_{name}.json") for name in self.splits.values()
+        ]
+        wanted = {r.image_id for r in records}
+        found: dict[object, set[str]] = {}
+        for file in files:
+            path = require_file(
+                Path(file),
+                "instance annotations",
+                "download instances_<split><year>.json or set data.instances",
+            )
+            data = json.loads(read_text(path, "instance annotations"))
+            names = {c["id"]: c["name"] for c in data["categories"]}
+            ids = {image["id"] for image in data["images"]} & wanted
+            for image_id in ids:
+                found.setdefault(image_id, set())
+            for annotation in data["annotations"]:
+                if annotation["image_id"] in ids:
+                    found[annotation["image_id"]].add(names[annotation["category_id"]])
+            if wanted <= set(found):
+                break
+        missing = wanted - set(found)
+        if missing:
+            raise UserError(
+                f"metrics.chair: {len(missing)} images (e.g. {next(iter(missing))}) are in none of the "
+                f"instance annotation files {files}; set data.instances to the files that cover them"
+            )
+        return found
 
     def load(self) -> dict[str, list[CaptionRecord]]:
         records: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}

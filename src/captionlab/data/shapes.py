@@ -227,14 +227,15 @@ def draw(rng: random.Random, objects: list[ShapeObject], image_size: int) -> Ima
 
 
 def object_attributes(objects: list[dict]) -> tuple[tuple[str, str], ...]:
-    """The labels `model=template` learns: how many objects, and the first (described) one's
-    shape, colour and size."""
+    """The labels `model=template` learns (how many objects, and the first (described) one's
+    shape, colour and size) and every shape in the image (`objects`, for CHAIR)."""
     first = objects[0]
     return (
         ("count", str(len(objects))),
         ("shape", first["shape"]),
         ("colour", first["colour"]),
         ("size", first["size"]),
+        ("objects", " ".join(sorted({o["shape"] for o in objects}))),
     )
 
 
@@ -268,6 +269,14 @@ class ShapesSource:
         self.folder = Path(cache_dir) / f"shapes-{key}"
         self.image_dir = self.folder / "images"
         self.problems = Problems("raise", "shapes")  # generated data: nothing to skip or note
+
+    def object_words(self) -> dict[str, list[str]]:
+        """The shape names and every phrasing the captions use for them (for CHAIR)."""
+        return {shape: list(words) for shape, words in SHAPE_WORDS.items()}
+
+    def objects(self, records: list[CaptionRecord]) -> dict[object, set[str]]:
+        """Each image's shapes, from the generator's labels: exact."""
+        return {r.image_id: set(dict(r.attributes)["objects"].split()) for r in records}
 
     def load(self) -> dict[str, list[CaptionRecord]]:
         index = self.folder / "captions.json"

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from captionlab.data.records import canonical_split
 from captionlab.errors import UserError
 from captionlab.features import use_cached_features
+from captionlab.metrics.chair import ObjectWords, chair
 from captionlab.metrics.diversity import diversity
 from captionlab.metrics.scorer import get_scorer
 from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable, metrics_table
@@ -142,6 +143,18 @@ def _score_results_file(cfg: DictConfig, split: str):
     return datamodule, predictions, scores, {"predictions": str(Path(cfg.predictions).resolve())}
 
 
+def _chair(datamodule: Any, split: str, predictions: dict[Any, str]) -> dict[str, float]:
+    """CHAIR-i/-s with the data source's objects: the shapes generator's labels, COCO's instances."""
+    source = datamodule.source
+    if not hasattr(source, "objects"):
+        raise UserError(
+            f"metrics.chair=true needs each image's objects, which data={datamodule.name} does not have: "
+            "use data=shapes (the generator's labels) or data=coco (instance annotations, data.instances)"
+        )
+    words = ObjectWords(source.object_words()) if source.object_words() else ObjectWords.coco()
+    return chair(predictions, source.objects(datamodule.split(split)), words)
+
+
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     split = canonical_split(str(cfg.split))
     if split not in EVALUATED_SPLITS:
@@ -157,6 +170,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     datamodule, predictions, scores, source = evaluate(cfg, split)
     per_image = scores.pop("per_image")
     scores.update(diversity(predictions, (c for r in datamodule.split("train") for c in r.captions)))
+    if cfg.metrics.get("chair"):
+        scores.update(_chair(datamodule, split, predictions))
 
     nbest = source.pop("_nbest", None)
     summary = {split: scores, **source, "data": datamodule.name}
@@ -185,6 +200,12 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
                 else ""
             )
         )
+        if "chair_i" in scores:
+            print(
+                f"hallucination: CHAIR-i {100 * scores['chair_i']:.2f}, CHAIR-s {100 * scores['chair_s']:.2f}, "
+                f"{scores['object_mentions']:.2f} object mentions per caption, object recall "
+                f"{100 * scores['object_recall']:.1f}%"
+            )
         if "div1" in scores:
             print(
                 f"n-best ({scores['nbest']} per image): Div-1 {scores['div1']:.3f}, Div-2 {scores['div2']:.3f}, "
