@@ -11,7 +11,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,sweeps,features]"
+	$(BIN)/python -m pip install -q -e ".[dev,sweeps,features,clip]"
 	touch $@
 
 install: $(VENV)/.installed

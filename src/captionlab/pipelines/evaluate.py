@@ -22,6 +22,7 @@ from captionlab.data.records import canonical_split
 from captionlab.errors import UserError
 from captionlab.features import use_cached_features
 from captionlab.metrics.chair import ObjectWords, chair
+from captionlab.metrics.clip_score import load_clip, score_split
 from captionlab.metrics.diversity import diversity
 from captionlab.metrics.scorer import get_scorer
 from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable, metrics_table
@@ -155,6 +156,27 @@ def _chair(datamodule: Any, split: str, predictions: dict[Any, str]) -> dict[str
     return chair(predictions, source.objects(datamodule.split(split)), words)
 
 
+def _clip_score(cfg: DictConfig, datamodule: Any, split: str, predictions: dict[Any, str]):
+    """(means, per image) of CLIP-S and RefCLIP-S, or None (with a one-line message) without weights."""
+    try:
+        model, preprocess, tokenizer = load_clip(
+            str(cfg.metrics.clip_model), cfg.metrics.get("clip_checkpoint"), default_device()
+        )
+    except UserError as err:
+        log.warning("CLIPScore skipped: %s", err)
+        return None
+    records = datamodule.split(split)
+    return score_split(
+        model,
+        preprocess,
+        tokenizer,
+        {r.image_id: r.image_path for r in records},
+        predictions,
+        {r.image_id: list(r.captions) for r in records},
+        device=default_device(),
+    )
+
+
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     split = canonical_split(str(cfg.split))
     if split not in EVALUATED_SPLITS:
@@ -172,6 +194,13 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     scores.update(diversity(predictions, (c for r in datamodule.split("train") for c in r.captions)))
     if cfg.metrics.get("chair"):
         scores.update(_chair(datamodule, split, predictions))
+    if cfg.metrics.get("clip_score"):
+        clip = _clip_score(cfg, datamodule, split, predictions)
+        if clip is not None:
+            means, clip_per_image = clip
+            scores.update(means)
+            for image_id, values in clip_per_image.items():
+                per_image.setdefault(image_id, {}).update(values)
 
     nbest = source.pop("_nbest", None)
     summary = {split: scores, **source, "data": datamodule.name}
@@ -200,6 +229,10 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
                 else ""
             )
         )
+        if "clip_s" in scores:
+            print(
+                f"CLIP-S {100 * scores['clip_s']:.2f}, RefCLIP-S {100 * scores['refclip_s']:.2f} ({cfg.metrics.clip_model})"
+            )
         if "chair_i" in scores:
             print(
                 f"hallucination: CHAIR-i {100 * scores['chair_i']:.2f}, CHAIR-s {100 * scores['chair_s']:.2f}, "
