@@ -11,7 +11,7 @@ attempted. Images are read from the split's files with the model's own preproces
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +80,18 @@ def score_split(
     model: Any,
     preprocess: Any,
     tokenizer: Any,
-    image_paths: Mapping[object, Path],
+    images: Mapping[object, Callable[[], Any]],
     predictions: Mapping[object, str],
     references: Mapping[object, Sequence[str]],
     batch_size: int = 64,
     device: str = "cpu",
 ) -> tuple[dict[str, float], dict[object, dict[str, float]]]:
-    """Means over the predicted images and each image's scores."""
-    from captionlab.data.images import load_image
-
-    ids = [i for i in predictions if i in image_paths]
+    """Means over the predicted images and each image's scores; `images[id]()` reads a PIL image."""
+    ids = [i for i in predictions if i in images]
     per_image: dict[object, dict[str, float]] = {}
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
-        pixels = torch.stack([preprocess(load_image(image_paths[i])) for i in chunk]).to(device)
+        pixels = torch.stack([preprocess(images[i]()) for i in chunk]).to(device)
         scores = clip_scores(
             model, tokenizer, pixels, [predictions[i] for i in chunk], [references[i] for i in chunk]
         )

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from captionlab.data.images import load_image
 from captionlab.data.records import canonical_split
 from captionlab.errors import UserError
 from captionlab.features import use_cached_features
@@ -170,7 +172,7 @@ def _clip_score(cfg: DictConfig, datamodule: Any, split: str, predictions: dict[
         model,
         preprocess,
         tokenizer,
-        {r.image_id: r.image_path for r in records},
+        {r.image_id: partial(load_image, r.image_path) for r in records},
         predictions,
         {r.image_id: list(r.captions) for r in records},
         device=default_device(),
