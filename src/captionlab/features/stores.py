@@ -183,8 +183,19 @@ class LmdbStore(FeatureStore):
             return npz_arrays(io.BytesIO(bytes(value)), f"{self.path} entry {key!r}")
 
     def keys(self) -> Iterator[str]:
-        with self.handle().begin() as transaction:
-            yield from (key.decode() for key, _ in transaction.cursor())
+        yield from sorted(_lmdb_keys(self.handle()))
+
+
+def _hdf5_keys(handle: Any) -> set[str]:
+    """The ids of an HDF5 store: every `<id>_features` dataset (written last, so complete)."""
+    found: set[str] = set()
+    handle.visit(lambda name: found.add(name[: -len("_features")]) if name.endswith("_features") else None)
+    return found
+
+
+def _lmdb_keys(environment: Any) -> set[str]:
+    with environment.begin() as transaction:
+        return {key.decode() for key, _ in transaction.cursor()}
 
 
 def open_store(
@@ -223,14 +234,7 @@ class FeatureWriter:
     def done(self) -> set[str]:
         if self.format == "npy":
             return {str(p.relative_to(self.path).with_suffix("")) for p in self.path.rglob("*.npz")}
-        if self.format == "hdf5":
-            found: set[str] = set()
-            self._handle.visit(
-                lambda n: found.add(n[: -len("_features")]) if n.endswith("_features") else None
-            )
-            return found
-        with self._handle.begin() as transaction:
-            return {key.decode() for key, _ in transaction.cursor()}
+        return _hdf5_keys(self._handle) if self.format == "hdf5" else _lmdb_keys(self._handle)
 
     def write(self, entries: dict[str, dict[str, np.ndarray]]) -> None:
         """Write a batch of entries (key -> arrays); each batch is committed as a whole."""
