@@ -1,11 +1,16 @@
 """The feature cache: hit, miss, invalidation, and training from cached features."""
 
+import os
+import shutil
+
 import torch
 
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.shapes import ShapesSource
 from captionlab.features import use_cached_features
+from captionlab.features.cache import cache_key
 from captionlab.models.encoders import TimmEncoder
+from captionlab.types import CaptionRecord
 
 
 def _datamodule(cache_dir, tmp_path, **kwargs):
@@ -105,3 +110,26 @@ def test_training_batches_come_from_the_cache(cache_dir, tmp_path):
     batch = next(iter(datamodule.train_dataloader()))
     assert "image" not in batch and batch["pooled"].shape == (8, encoder.feature_dim)
     assert batch["tokens"].shape[:2] == (8, 5)
+
+
+def test_key_follows_image_content_not_location_or_time(tmp_path):
+    def records(folder):
+        return {
+            "train": [
+                CaptionRecord(folder / name, name, "train", ("a caption",)) for name in ("a.jpg", "b.jpg")
+            ]
+        }
+
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "a.jpg").write_bytes(bytes(range(256)) * 1000)  # larger than the two sampled ends
+    (first / "b.jpg").write_bytes(b"small image")
+    key = cache_key("enc", "w", {"input_size": [3, 8, 8]}, records(first))
+
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)  # new path, new time stamps
+    os.utime(copy / "a.jpg", (1, 1))
+    assert cache_key("enc", "w", {"input_size": [3, 8, 8]}, records(copy)) == key
+
+    (copy / "b.jpg").write_bytes(b"other image")
+    assert cache_key("enc", "w", {"input_size": [3, 8, 8]}, records(copy)) != key

@@ -1,5 +1,5 @@
 """Encoder features extracted once for a frozen encoder: fp16, memory-mapped, keyed by everything
-that changes them (encoder name and weights, preprocessing, the list of images).
+that changes them (encoder name and weights, preprocessing, the list of images and their content).
 
 Layout: `<cache_dir>/<key>/<split>.pooled.npy`, `<split>.grid.npy`, `meta.json` (written last:
 a folder without it is an unfinished extraction and is redone). `meta.json` also lists the images
@@ -64,9 +64,28 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+FINGERPRINT_BYTES = 1 << 16
+
+
+def image_fingerprint(path: Path) -> str:
+    """The file's size and a digest of its first and last 64 KiB: unchanged by copying or moving the
+    dataset (a copy to a node's scratch disk finds its features), changed by any edit that touches
+    those bytes or the size. Small images are read whole."""
+    size = path.stat().st_size
+    digest = hashlib.sha1(usedforsecurity=False)
+    with path.open("rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BYTES))
+        if size > 2 * FINGERPRINT_BYTES:
+            handle.seek(size - FINGERPRINT_BYTES)
+        digest.update(handle.read(FINGERPRINT_BYTES))
+    return f"{size}:{digest.hexdigest()}"
+
+
 def cache_key(
     encoder_name: str, weights: str, preprocessing: dict[str, Any], records: dict[str, list[CaptionRecord]]
 ) -> str:
+    """Everything the features depend on: the encoder and its weights, the preprocessing and, per
+    split in order, each image's id and content fingerprint (not its path or time stamp)."""
     digest = hashlib.sha256()
     digest.update(
         json.dumps(
@@ -75,8 +94,8 @@ def cache_key(
     )
     for split in sorted(records):
         for record in records[split]:
-            stat = Path(record.image_path).stat()
-            digest.update(f"{split}|{record.image_path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            fingerprint = image_fingerprint(Path(record.image_path))
+            digest.update(f"{split}|{record.image_id}|{fingerprint}\n".encode())
     return digest.hexdigest()[:20]
 
 
