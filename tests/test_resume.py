@@ -118,7 +118,7 @@ def test_weight_average_is_the_moving_average_and_validation_uses_it():
     from captionlab.training.averaging import WeightAverage
 
     model = torch.nn.Linear(2, 1)
-    average = WeightAverage(decay=0.75)
+    average = WeightAverage(decay=0.75, warmup=False)
     average.on_fit_start(None, model)
     start = model.weight.detach().clone()
     with torch.no_grad():
@@ -138,6 +138,27 @@ def test_weight_average_is_the_moving_average_and_validation_uses_it():
     assert torch.allclose(model.weight, start + 1.0) and average.raw is None
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(decay=1.0)
+
+
+def test_weight_average_warm_up_follows_the_early_weights():
+    from captionlab.training.averaging import WeightAverage
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    average = WeightAverage(decay=0.999)
+    average.on_fit_start(None, model)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average.average["weight"].fill_(1.0)
+    decays = []
+    for _ in range(3):
+        before = average.average["weight"].item()
+        average.on_train_batch_end(None, model, None, None, 0)
+        decays.append(average.average["weight"].item() / before)
+    assert decays == pytest.approx([1 / 10, 2 / 11, 3 / 12])  # min(decay, (1 + n) / (10 + n))
+    assert average.state_dict()["updates"] == 3
+    resumed = WeightAverage(decay=0.999)
+    resumed.load_state_dict(average.state_dict())
+    assert resumed.updates == 3
 
 
 def test_schedules_warm_up_then_decay():

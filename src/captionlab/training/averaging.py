@@ -4,6 +4,10 @@ Training steps update the raw weights; validation, the checkpoints it saves and 
 fitting use the average. Checkpoints hold the average as their weights (so evaluate.py, caption.py
 and init_from need nothing special) and the raw weights in the callback's state, so a resumed run
 continues exactly.
+
+With `warmup` (the default) the decay of update n is min(decay, (1 + n) / (10 + n)), as in
+TensorFlow's ExponentialMovingAverage with `num_updates` and timm's ModelEmaV2: early averages
+follow the fast-moving weights instead of keeping the random initial ones for thousands of steps.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from captionlab.registry import register
 
 @register("callback", "weight_average")
 class WeightAverage(pl.Callback):
-    def __init__(self, decay: float = 0.999):
+    def __init__(self, decay: float = 0.999, warmup: bool = True):
         if not 0.0 < decay < 1.0:
             raise ValueError(
                 f"callbacks.weight_average.decay={decay}: use a value between 0 and 1, e.g. 0.999"
             )
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
+        self.updates = 0
         self.average: dict[str, torch.Tensor] | None = None
         self.raw: dict[str, torch.Tensor] | None = (
             None  # the training weights while the average is swapped in
@@ -46,8 +51,10 @@ class WeightAverage(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
         for name, p in self._trainable(module).items():
-            self.average[name].lerp_(p.detach(), 1.0 - self.decay)
+            self.average[name].lerp_(p.detach(), 1.0 - decay)
+        self.updates += 1
 
     @torch.no_grad()
     def on_validation_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -73,7 +80,8 @@ class WeightAverage(pl.Callback):
         self.raw = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "raw": self.raw}
+        return {"decay": self.decay, "raw": self.raw, "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.raw = state.get("raw")
+        self.updates = state.get("updates", 10**9)  # checkpoints from before the warm-up: none
