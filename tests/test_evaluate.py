@@ -137,17 +137,21 @@ def test_diversity_figures():
         "novel_captions": pytest.approx(1 / 3),
         "mean_length": 3.0,
         "repeat_rate": 0.0,
+        "loop_rate": 0.0,
     }
 
 
 def test_repetition_and_length_limit_rates():
-    from captionlab.metrics.diversity import limit_rate, repeat_rate
+    from captionlab.metrics.diversity import limit_rate, loop_rate, repeat_rate
     from captionlab.text import EOS_ID, PAD_ID
 
     # immediate repeats only: "a man ... a dog" is fine, "blue blue" is not
     assert repeat_rate(["a man in a blue blue shirt", "a man and a dog", "Red, red wine"]) == pytest.approx(
         2 / 3
     )
+    # phrase loops: a repeated word trigram
+    loops = ["a man in a red shirt and a woman in a red shirt", "a man and a dog and a cat"]
+    assert loop_rate(loops) == 0.5
     cut, ended, late = [5, 6, 7, 8], [5, 6, EOS_ID, PAD_ID], [5, 6, 7, 8, EOS_ID]
     assert limit_rate([cut, ended], max_new_tokens=4) == 0.5
     assert limit_rate([late], max_new_tokens=4) == 1.0 and limit_rate([late], max_new_tokens=5) == 0.0

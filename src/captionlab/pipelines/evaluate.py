@@ -224,7 +224,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         print(
             f"diversity: {scores['distinct_words']} distinct words, {100 * scores['novel_captions']:.1f}% of captions "
             f"not in the training captions, {scores['mean_length']:.2f} words per caption, "
-            f"{100 * scores['repeat_rate']:.1f}% repeat a word"
+            f"{100 * scores['repeat_rate']:.1f}% repeat a word, {100 * scores['loop_rate']:.1f}% a phrase"
             + (
                 f", {100 * scores['limit_rate']:.1f}% cut at the length limit"
                 if "limit_rate" in scores

@@ -21,7 +21,7 @@ from torch import nn
 from captionlab import plugins
 from captionlab.checkpoint_file import format_record
 from captionlab.errors import UserError
-from captionlab.metrics.diversity import limit_rate, repeat_rate
+from captionlab.metrics.diversity import limit_rate, loop_rate, repeat_rate
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.nbest import nbest_diversity
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
@@ -270,6 +270,7 @@ class BaseSystem(pl.LightningModule):
         )
         # how the captions end and repeat (a collapsing model repeats words or never stops)
         scores["repeat_rate"] = repeat_rate(predictions.values())
+        scores["loop_rate"] = loop_rate(predictions.values())
         scores["limit_rate"] = limit_rate(generated.values(), self.caption_capacity())
         scores["mean_length"] = sum(len(c.split()) for c in predictions.values()) / max(len(predictions), 1)
         scores["complete_split"] = len(references) == len(records)
@@ -280,7 +281,7 @@ class BaseSystem(pl.LightningModule):
             scores.update(nbest_diversity(nbest, {i: references[i] for i in nbest if i in references}))
             self.nbest[split] = nbest
         prefix = "val" if split == "val" else "test"
-        for name in (*METRIC_NAMES, "repeat_rate", "limit_rate", "mean_length"):
+        for name in (*METRIC_NAMES, "repeat_rate", "loop_rate", "limit_rate", "mean_length"):
             if name in scores:
                 self.log(f"{prefix}/{name}", scores[name], sync_dist=False)
         self.predictions[split], self.scores[split] = predictions, scores
