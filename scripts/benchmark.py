@@ -418,8 +418,8 @@ def benchmark_train_step(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     captions = args.images * args.captions_per_image
     grid = torch.randn(args.images, args.grid, args.feature_dim)
-    rows = torch.arange(args.images).repeat_interleave(args.captions_per_image)
-    memory = EncoderOutput(grid.mean(dim=1)[rows], grid[rows])  # once per caption, as training does
+    memory = EncoderOutput(grid.mean(dim=1), grid)
+    rows = torch.arange(args.images).repeat_interleave(args.captions_per_image)  # each caption's image
     tokens = torch.randint(UNK_ID + 1, args.vocab_size, (captions, args.length + 2))
     tokens[:, 0] = BOS_ID
     for name in args.decoders:
@@ -428,7 +428,7 @@ def benchmark_train_step(args: argparse.Namespace) -> None:
 
         def step(bf16: bool) -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits, extra = decoder.teacher_forcing(memory, tokens[:, :-1])
+                logits, extra = decoder.teacher_forcing(memory, tokens[:, :-1], rows)
                 loss = torch.nn.functional.cross_entropy(
                     logits.float().reshape(-1, args.vocab_size), tokens[:, 1:].reshape(-1)
                 )

@@ -68,6 +68,29 @@ def test_incremental_decoding_equals_teacher_forcing(name):
 
 
 @pytest.mark.parametrize("name", DECODERS)
+def test_teacher_forcing_once_per_image_equals_once_per_caption(name):
+    decoder, memory = _build(name), _memory()
+    rows = torch.tensor([0, 0, 1, 1, 1, 2])  # training: several captions per image
+    tokens = torch.randint(4, VOCAB, (6, 7))
+    tokens[:, 0] = 1
+    logits, _ = decoder.teacher_forcing(memory, tokens, rows)
+    torch.testing.assert_close(logits, decoder(memory.index_select(rows), tokens))
+
+
+def test_attention_penalty_once_per_image_equals_once_per_caption():
+    torch.manual_seed(1)
+    decoder = AttentionLSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6, dropout=0.0)
+    decoder = decoder.double().train()
+    memory, rows = _memory(), torch.tensor([0, 1, 1, 2, 2, 2])
+    memory.mask = torch.tensor([[True] * GRID, [True] * 3 + [False] * 2, [True] * GRID])
+    tokens = torch.randint(4, VOCAB, (6, 7))
+    shared, penalty = decoder.teacher_forcing(memory, tokens, rows)
+    expected, expected_penalty = decoder.teacher_forcing(memory.index_select(rows), tokens)
+    torch.testing.assert_close(shared, expected)
+    torch.testing.assert_close(penalty, expected_penalty)
+
+
+@pytest.mark.parametrize("name", DECODERS)
 def test_reordered_state_continues_like_the_selected_rows(name):
     decoder, memory = _build(name), _memory()
     state = decoder.init_state(memory)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captionlab.models.decoders.base import CaptionDecoder
+from captionlab.models.decoders.base import CaptionDecoder, expand_memory
 from captionlab.models.encoders import TimmEncoder
 from captionlab.types import Batch, EncoderOutput, Search, SearchOutput
 
@@ -27,20 +27,22 @@ class EncoderDecoder(nn.Module):
     def encode(self, batch: Batch) -> EncoderOutput:
         return encode_batch(self.encoder, batch)
 
-    def _teacher_forcing_inputs(self, batch: Batch) -> tuple[EncoderOutput, torch.Tensor]:
-        """The image features once per caption and the input tokens, from `batch["tokens"]` [B, K, T]."""
+    def _teacher_forcing_inputs(
+        self, batch: Batch
+    ) -> tuple[EncoderOutput, torch.Tensor, torch.Tensor | None]:
+        """The image features once per image, the input tokens of every caption of `batch["tokens"]`
+        [B, K, T] and each caption's image row (None when K is 1)."""
         tokens = batch["tokens"]
         size, per_image, length = tokens.shape
-        memory = self.encode(batch)
+        rows = None
         if per_image > 1:
-            memory = memory.index_select(
-                torch.arange(size, device=tokens.device).repeat_interleave(per_image)
-            )
-        return memory, tokens.reshape(size * per_image, length)[:, :-1]
+            rows = torch.arange(size, device=tokens.device).repeat_interleave(per_image)
+        return self.encode(batch), tokens.reshape(size * per_image, length)[:, :-1], rows
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Teacher-forced logits for `batch["tokens"]` [B, K, T] (K captions per image) -> [B*K, T-1, V]."""
-        return self.decoder(*self._teacher_forcing_inputs(batch))
+        memory, tokens, rows = self._teacher_forcing_inputs(batch)
+        return self.decoder(expand_memory(memory, rows), tokens)
 
     def teacher_forcing(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`forward`'s logits and the decoder's extra training loss term (or None)."""

@@ -171,7 +171,8 @@ class SelfCriticalLoss(nn.Module):
 
         inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
         rows = torch.arange(size, device=sequences.device).repeat_interleave(samples)
-        logprobs = torch.log_softmax(captioner.decoder(memory.index_select(rows), inputs).float(), dim=-1)
+        logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         chosen = logprobs.gather(2, sequences.unsqueeze(-1)).squeeze(-1)
         # every word and the <eos> that ends the caption; not the padding after it
         ended_before = torch.cumsum((sequences == EOS_ID).long(), dim=1) - (sequences == EOS_ID).long()

@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captionlab.models.decoders.base import CaptionDecoder, masked_softmax, memory_state, region_mean
+from captionlab.models.decoders.base import (
+    CaptionDecoder,
+    expand_memory,
+    masked_softmax,
+    memory_state,
+    region_mean,
+)
 from captionlab.registry import register
 from captionlab.text import SpecialIds
 from captionlab.types import EncoderOutput, State
@@ -72,9 +78,11 @@ class AttentionLSTMDecoder(CaptionDecoder):
         logits = self.output(self.dropout(words + self.hidden_out(h) + self.context_out(context)))
         return logits, {**state, "h": h, "c": c}, alpha
 
-    def _unroll(self, memory: EncoderOutput, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _unroll(
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits [B, T, V] and attention maps [B, T, N]."""
-        state = self.init_state(memory)
+        state = self.caption_state(memory, rows)
         words = self.dropout(self.embed(tokens))
         logits, alphas = [], []
         for t in range(tokens.shape[1]):
@@ -87,11 +95,12 @@ class AttentionLSTMDecoder(CaptionDecoder):
         return self._unroll(memory, tokens)[0]
 
     def teacher_forcing(
-        self, memory: EncoderOutput, tokens: torch.Tensor
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits, alphas = self._unroll(memory, tokens)
+        logits, alphas = self._unroll(memory, tokens, rows)
         if not (self.training and self.alpha_c > 0):
             return logits, None
+        memory = expand_memory(memory, rows)
         # doubly stochastic regularisation over the real (non-padding) steps and real regions
         mask = (tokens != self.pad_id).unsqueeze(-1).to(alphas.dtype)
         penalty = (1.0 - (alphas * mask).sum(dim=1)) ** 2

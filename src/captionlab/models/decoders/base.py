@@ -1,8 +1,10 @@
 """The decoder interface every search strategy relies on.
 
 - `forward(memory, tokens)`: teacher forcing; `tokens` [B, T] starts with `<bos>`; returns logits
-  [B, T, V] predicting the next token at every position. `teacher_forcing(memory, tokens)` returns
-  them with the decoder's extra training loss term (or None), which the loss adds.
+  [B, T, V] predicting the next token at every position. `teacher_forcing(memory, tokens, rows)`
+  returns them with the decoder's extra training loss term (or None), which the loss adds; there
+  `memory` may hold one row per image and `rows` [B] each caption's image (training sees several
+  captions per image), so that decoders project every image once, not once per caption.
 - `init_state(memory)` -> state; `step(tokens_t, state)` -> (logprobs [B, V], state, attention
   [B, N] or None); `reorder_state(state, index)` selects/reorders batch rows (beam search).
 
@@ -30,6 +32,11 @@ def region_mean(grid: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return grid.mean(dim=1)
     weights = mask.to(grid.dtype).unsqueeze(-1)
     return (grid * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def expand_memory(memory: EncoderOutput, rows: torch.Tensor | None) -> EncoderOutput:
+    """One memory row per caption: `memory` [I, ...] indexed by each caption's image `rows` [B]."""
+    return memory if rows is None else memory.index_select(rows)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -92,8 +99,14 @@ class CaptionDecoder(nn.Module):
         }
 
     def teacher_forcing(
-        self, memory: EncoderOutput, tokens: torch.Tensor
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`forward`'s logits and the decoder's extra training loss term computed in the same pass
-        (e.g. attention's doubly stochastic penalty, in training mode); None when it has none."""
-        return self(memory, tokens), None
+        (e.g. attention's doubly stochastic penalty, in training mode); None when it has none.
+        `rows`: each caption's row of `memory` (None: one row per caption)."""
+        return self(expand_memory(memory, rows), tokens), None
+
+    def caption_state(self, memory: EncoderOutput, rows: torch.Tensor | None) -> State:
+        """`init_state` computed once per image of `memory`, then copied to one row per caption."""
+        state = self.init_state(memory)
+        return state if rows is None else self.reorder_state(state, rows)

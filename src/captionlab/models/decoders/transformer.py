@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.models.decoders.base import CaptionDecoder, memory_state
+from captionlab.models.decoders.base import CaptionDecoder, expand_memory, memory_state
 from captionlab.registry import register
 from captionlab.types import EncoderOutput, State
 
@@ -141,8 +141,22 @@ class TransformerDecoder(CaptionDecoder):
         return self.dropout(self.embed(tokens) * math.sqrt(self.dim) + self.positions[start : start + length])
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
+        return self._decode(memory, tokens)
+
+    def teacher_forcing(
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, None]:
+        return self._decode(memory, tokens, rows), None
+
+    def _decode(
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced logits [B, T, V]; the grid encoded and its cross-attention keys and values
+        projected once per image of `memory`, then copied to each caption's `rows`."""
         cross = self._memory_keys(self._memory(memory))
-        padding = _cross_padding(memory.mask)
+        if rows is not None:
+            cross = {key: value.index_select(0, rows) for key, value in cross.items()}
+        padding = _cross_padding(expand_memory(memory, rows).mask)
         x = self._inputs(tokens, 0)
         length = tokens.shape[1]
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), diagonal=1)

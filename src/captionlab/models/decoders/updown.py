@@ -81,7 +81,18 @@ class UpDownDecoder(CaptionDecoder):
         )
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
-        state = self.init_state(memory)
+        return self._unroll(memory, tokens)
+
+    def teacher_forcing(
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, None]:
+        return self._unroll(memory, tokens, rows), None
+
+    def _unroll(
+        self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced logits [B, T, V], the regions projected once per image of `memory`."""
+        state = self.caption_state(memory, rows)
         words = self.embed(tokens)
         logits = []
         for t in range(tokens.shape[1]):
