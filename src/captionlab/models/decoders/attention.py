@@ -14,7 +14,7 @@ from torch import nn
 
 from captionlab.models.decoders.base import (
     CaptionDecoder,
-    expand_memory,
+    caption_mask,
     masked_softmax,
     memory_state,
     region_mean,
@@ -100,13 +100,13 @@ class AttentionLSTMDecoder(CaptionDecoder):
         logits, alphas = self._unroll(memory, tokens, rows)
         if not (self.training and self.alpha_c > 0):
             return logits, None
-        memory = expand_memory(memory, rows)
+        region_mask = caption_mask(memory.mask, rows)
         # doubly stochastic regularisation over the real (non-padding) steps and real regions
         mask = (tokens != self.pad_id).unsqueeze(-1).to(alphas.dtype)
         penalty = (1.0 - (alphas * mask).sum(dim=1)) ** 2
-        if memory.mask is None:
+        if region_mask is None:
             return logits, self.alpha_c * penalty.mean()
-        regions = memory.mask.to(penalty.dtype)
+        regions = region_mask.to(penalty.dtype)
         return logits, self.alpha_c * (penalty * regions).sum() / regions.sum().clamp(min=1.0)
 
     def step(self, tokens: torch.Tensor, state: State):

@@ -39,6 +39,11 @@ def expand_memory(memory: EncoderOutput, rows: torch.Tensor | None) -> EncoderOu
     return memory if rows is None else memory.index_select(rows)
 
 
+def caption_mask(mask: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor | None:
+    """The region mask per caption (only the mask: the grid itself is not copied)."""
+    return mask if mask is None or rows is None else mask.index_select(0, rows)
+
+
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Attention weights over regions [B, N]; padded regions (mask False) get exactly zero."""
     if mask is not None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.models.decoders.base import CaptionDecoder, expand_memory, memory_state
+from captionlab.models.decoders.base import CaptionDecoder, caption_mask, memory_state
 from captionlab.registry import register
 from captionlab.types import EncoderOutput, State
 
@@ -156,7 +156,7 @@ class TransformerDecoder(CaptionDecoder):
         cross = self._memory_keys(self._memory(memory))
         if rows is not None:
             cross = {key: value.index_select(0, rows) for key, value in cross.items()}
-        padding = _cross_padding(expand_memory(memory, rows).mask)
+        padding = _cross_padding(caption_mask(memory.mask, rows))
         x = self._inputs(tokens, 0)
         length = tokens.shape[1]
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tokens.device), diagonal=1)
