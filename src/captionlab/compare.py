@@ -68,9 +68,10 @@ def find_runs(root: Path) -> list[Run]:
     return [read_run(p.parent.parent) for p in sorted(Path(root).rglob(".hydra/config.yaml"))]
 
 
-def differing_settings(runs: list[Run]) -> list[str]:
+def differing_settings(runs: list[Run], pooled: tuple[str, ...] = ("seed",)) -> list[str]:
     """Group choices and config values that differ between runs; values under a group whose option
-    differs are left out (the option says it), and so is `seed` (seeds are pooled)."""
+    differs are left out (the option says it), and so are the `pooled` keys (runs that differ only
+    in them are pooled: the seed of training runs, or `ckpt_path` for evaluate.py runs of several seeds)."""
 
     def values(key: str, source: str) -> set:
         # runs whose config lacks the key (made before the option existed) do not make it differ
@@ -79,7 +80,7 @@ def differing_settings(runs: list[Run]) -> list[str]:
     groups = sorted({k for r in runs for k in r.choices if len(values(k, "choices")) > 1})
     keys = sorted({k for r in runs for k in r.config})
     config_keys = [
-        k for k in keys if k != "seed" and len(values(k, "config")) > 1 and k.split(".")[0] not in groups
+        k for k in keys if k not in pooled and len(values(k, "config")) > 1 and k.split(".")[0] not in groups
     ]
     return [f"{g}=" for g in groups] + config_keys
 
@@ -101,7 +102,7 @@ class Group:
 
 
 def group_runs(runs: list[Run], settings: list[str]) -> list[Group]:
-    """Finished runs that differ only in seed form one group; sorted by mean val CIDEr, best first."""
+    """Finished runs that agree on `settings` form one group; sorted by mean val CIDEr, best first."""
     groups: dict[str, Group] = {}
     for run in runs:
         if run.status != "finished":
@@ -123,12 +124,13 @@ def _cell(stats: tuple[float, float, int] | None) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f} (n={n})" if n > 1 else f"{100 * mean:.2f}"
 
 
-def write_report(root: Path, out: Path) -> str:
-    """comparison.md / comparison.csv and the plots in `out`; returns the Markdown."""
+def write_report(root: Path, out: Path, pooled: tuple[str, ...] = ("seed",)) -> str:
+    """comparison.md / comparison.csv and the plots in `out`; returns the Markdown. Runs that differ
+    only in the `pooled` config keys form one row of mean ± std."""
     runs = find_runs(root)
     if not runs:
         raise FileNotFoundError(f"no run folders (with .hydra/config.yaml) under {root}")
-    settings = differing_settings([r for r in runs if r.status == "finished"] or runs)
+    settings = differing_settings([r for r in runs if r.status == "finished"] or runs, pooled)
     groups = group_runs(runs, settings)
     metrics = [m for m in METRICS if any(m in r.metrics for r in runs)]
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +184,8 @@ def _plots(runs: list[Run], groups: list[Group], settings: list[str], metrics: l
                 axis.plot(*zip(*points), marker="o", label=f"{_label(run, settings)} [{run.folder.name}]")
         axis.set_xlabel("epoch")
         axis.set_ylabel(f"{metric} x100")
-        axis.legend(fontsize=7)
+        if axis.lines:  # evaluate.py runs have no per-epoch history
+            axis.legend(fontsize=7)
         figure.tight_layout()
         figure.savefig(out / f"{metric.replace('/', '_')}_per_epoch.png", dpi=100)
         plt.close(figure)
