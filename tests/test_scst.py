@@ -51,6 +51,8 @@ def test_invalid_settings_are_rejected():
         SelfCriticalLoss(baseline="mean", num_samples=1)
     with pytest.raises(ValueError, match="sample_method"):
         SelfCriticalLoss(sample_method="nucleus")
+    with pytest.raises(ValueError, match="loss.dropout=true needs loss.sample_method=beam"):
+        SelfCriticalLoss(sample_method="sample", dropout=True)
 
 
 class _Records:
@@ -201,3 +203,19 @@ def test_beam_scst_draws_num_samples_distinct_captions(scst_module):
     loss.prepare(datamodule)
     outputs = loss.step(module.captioner, batch)
     assert torch.isfinite(outputs["loss"]) and float(outputs["reward"]) > 0
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_beam_scst_scores_the_beams_with_dropout_only_when_asked(scst_module, dropout):
+    module, datamodule = scst_module
+    loss = SelfCriticalLoss(sample_method="beam", num_samples=3, max_new_tokens=8, dropout=dropout)
+    loss.prepare(datamodule)
+    batch = next(iter(datamodule.train_dataloader()))
+    module.train()
+    values = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        values.append(float(loss.step(module.captioner, batch)["loss"].detach()))
+    assert module.captioner.training  # the step gives the mode back
+    # the beams are found without randomness; only dropout in the scoring pass can change the loss
+    assert (values[0] != values[1]) == dropout

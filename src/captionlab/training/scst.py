@@ -12,6 +12,9 @@ a word, in the candidate when the model ended it and in every reference, so that
 `max_new_tokens` (one that never stopped) loses the n-grams that end a sentence.
 `kl_weight` adds KL(policy || the starting model) at every sampled position; `entropy_weight`
 rewards the policy's entropy there: both keep the policy near the cross-entropy model.
+`dropout` (beam-SCST only) scores the beams with the decoder's dropout on, as M2 and X-modaler
+train: a regulariser against fitting the training images' references; the beams themselves are
+found with dropout off.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class SelfCriticalLoss(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         max_new_tokens: int = 20,
+        dropout: bool = False,
     ):
         super().__init__()
         if baseline not in BASELINES:
@@ -70,7 +74,13 @@ class SelfCriticalLoss(nn.Module):
             raise ValueError(
                 "loss.baseline=mean needs loss.num_samples >= 2 (the other samples are the baseline)"
             )
+        if dropout and sample_method != "beam":
+            raise ValueError(
+                "loss.dropout=true needs loss.sample_method=beam: sampled captions must be scored "
+                "by the very network that drew them, and dropout would score them with another"
+            )
         self.baseline, self.num_samples, self.include_eos = baseline, num_samples, include_eos
+        self.dropout = dropout
         self.cider_weight, self.bleu4_weight = cider_weight, bleu4_weight
         self.kl_weight, self.entropy_weight = kl_weight, entropy_weight
         if sample_method == "beam":  # the n best beams: distinct captions, no randomness
@@ -142,20 +152,23 @@ class SelfCriticalLoss(nn.Module):
         return self._reference[0]
 
     def step(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        """Dropout is off in this step: the samples are drawn without gradients, so their
+        """Dropout is off while drawing: the samples are drawn without gradients, so their
         log-probabilities are recomputed, and they must be those of the very network that drew
         them (with dropout on, another random mask would score them: off-policy, and it makes
-        a Flickr8k attention model worse instead of better)."""
+        a Flickr8k attention model worse instead of better). Beams are not samples of the
+        policy, so with `dropout` they are scored with the decoder's dropout on."""
         if self.cider is None:
             raise RuntimeError("SelfCriticalLoss.prepare(datamodule) must run before training")
         was_training = captioner.training
         captioner.eval()
         try:
-            return self._policy_gradient(captioner, batch)
+            return self._policy_gradient(captioner, batch, score_with_dropout=self.dropout and was_training)
         finally:
             captioner.train(was_training)
 
-    def _policy_gradient(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    def _policy_gradient(
+        self, captioner: nn.Module, batch: Batch, score_with_dropout: bool
+    ) -> dict[str, torch.Tensor]:
         memory = captioner.encode(batch)
         size, samples = memory.pooled.shape[0], self.num_samples
         indices = batch["index"].tolist()
@@ -171,6 +184,7 @@ class SelfCriticalLoss(nn.Module):
 
         inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
         rows = torch.arange(size, device=sequences.device).repeat_interleave(samples)
+        captioner.decoder.train(score_with_dropout)
         logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         chosen = logprobs.gather(2, sequences.unsqueeze(-1)).squeeze(-1)
