@@ -208,14 +208,19 @@ def test_beam_scst_draws_num_samples_distinct_captions(scst_module):
 @pytest.mark.parametrize("dropout", [False, True])
 def test_beam_scst_scores_the_beams_with_dropout_only_when_asked(scst_module, dropout):
     module, datamodule = scst_module
-    loss = SelfCriticalLoss(sample_method="beam", num_samples=3, max_new_tokens=8, dropout=dropout)
+    loss = SelfCriticalLoss(
+        sample_method="beam", num_samples=3, max_new_tokens=8, dropout=dropout, kl_weight=0.1
+    )
     loss.prepare(datamodule)
     batch = next(iter(datamodule.train_dataloader()))
     module.train()
     values = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        values.append(float(loss.step(module.captioner, batch)["loss"].detach()))
+        outputs = loss.step(module.captioner, batch)
+        values.append(float(outputs["loss"].detach()))
+        # the KL compares the networks without dropout: zero for the starting model either way
+        assert float(outputs["kl"]) == pytest.approx(0.0, abs=1e-6)
     assert module.captioner.training  # the step gives the mode back
     # the beams are found without randomness; only dropout in the scoring pass can change the loss
     assert (values[0] != values[1]) == dropout

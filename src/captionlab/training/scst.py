@@ -14,7 +14,7 @@ a word, in the candidate when the model ended it and in every reference, so that
 rewards the policy's entropy there: both keep the policy near the cross-entropy model.
 `dropout` (beam-SCST only) scores the beams with the decoder's dropout on, as M2 and X-modaler
 train: a regulariser against fitting the training images' references; the beams themselves are
-found with dropout off.
+found, and the KL term computed, with dropout off.
 """
 
 from __future__ import annotations
@@ -210,7 +210,13 @@ class SelfCriticalLoss(nn.Module):
             reference = self.reference(captioner)
             with torch.no_grad():
                 start = reference.decoder(reference.encode(batch).index_select(rows), inputs).float()
-            kl = (logprobs.exp() * (logprobs - torch.log_softmax(start, dim=-1))).sum(-1)
+            policy = logprobs
+            if score_with_dropout:  # the KL compares the networks, not one dropout mask with none
+                captioner.decoder.eval()
+                policy = torch.log_softmax(
+                    captioner.decoder(memory.index_select(rows), inputs).float(), dim=-1
+                )
+            kl = (policy.exp() * (policy - torch.log_softmax(start, dim=-1))).sum(-1)
             kl = (kl * mask).sum() / positions
             figures["kl"] = kl.detach()
             loss = loss + self.kl_weight * kl
