@@ -213,9 +213,8 @@ class SelfCriticalLoss(nn.Module):
             policy = logprobs
             if score_with_dropout:  # the KL compares the networks, not one dropout mask with none
                 captioner.decoder.eval()
-                policy = torch.log_softmax(
-                    captioner.decoder(memory.index_select(rows), inputs).float(), dim=-1
-                )
+                policy_logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
+                policy = torch.log_softmax(policy_logits.float(), dim=-1)
             kl = (policy.exp() * (policy - torch.log_softmax(start, dim=-1))).sum(-1)
             kl = (kl * mask).sum() / positions
             figures["kl"] = kl.detach()
