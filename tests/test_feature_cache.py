@@ -133,3 +133,33 @@ def test_key_follows_image_content_not_location_or_time(tmp_path):
 
     (copy / "b.jpg").write_bytes(b"other image")
     assert cache_key("enc", "w", {"input_size": [3, 8, 8]}, records(copy)) != key
+
+
+def test_hflip_caches_the_mirror_images_for_training_only(cache_dir, tmp_path):
+    encoder = _encoder()
+    evaluating = _datamodule(cache_dir, tmp_path, hflip=True)
+    evaluating.set_preprocessing(encoder.preprocessing)
+    use_cached_features(evaluating, encoder)  # evaluation reads no mirror images
+    assert len(_folders(tmp_path)) == 1 and not evaluating.mirrored_features
+
+    datamodule = _datamodule(cache_dir, tmp_path, hflip=True)
+    datamodule.set_preprocessing(encoder.preprocessing)
+    use_cached_features(datamodule, encoder, training=True)
+    assert len(_folders(tmp_path)) == 2 and set(datamodule.mirrored_features) == {"train"}
+    mirrored = datamodule.mirrored_features["train"]
+
+    # the mirrored rows are the encoder's features of the flipped images
+    plain = _datamodule(cache_dir, tmp_path, cache_features=False)
+    plain.set_preprocessing(encoder.preprocessing)
+    images = next(iter(plain.image_loader("train")))["image"]
+    with torch.no_grad():
+        expected = encoder.eval()(images.flip(-1)).pooled
+    torch.testing.assert_close(
+        torch.from_numpy(mirrored.pooled[:8].astype("float32")), expected, atol=2e-2, rtol=1e-2
+    )
+    assert not torch.allclose(
+        torch.from_numpy(datamodule.features["train"].pooled[:8].astype("float32")), expected
+    )
+
+    batch = next(iter(datamodule.train_dataloader()))
+    assert "image" not in batch and batch["pooled"].shape == (8, encoder.feature_dim)

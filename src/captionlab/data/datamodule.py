@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
+from captionlab.data.mirror import mirror_caption, mirror_image
 from captionlab.data.records import SPLITS, canonical_split, records_fingerprint
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError, require_int
@@ -27,19 +28,27 @@ log = logging.getLogger(__name__)
 class ImageDataset(Dataset):
     """Images (or their cached features) with their position in the split. An image that does not
     decode becomes a marker item (`unreadable`), which `collate` sets aside and the DataModule
-    skips and counts, or refuses, in the main process (`data.on_error`)."""
+    skips and counts, or refuses, in the main process (`data.on_error`). `mirrored`: every image is
+    read as its mirror image (what the mirrored features of `data.hflip` are extracted from)."""
 
-    def __init__(self, records: list[CaptionRecord], transform: Callable, features: Any = None):
-        self.records, self.transform, self.features = records, transform, features
+    def __init__(
+        self, records: list[CaptionRecord], transform: Callable, features: Any = None, mirrored: bool = False
+    ):
+        self.records, self.transform, self.features, self.mirrored = records, transform, features, mirrored
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.item(index, self.features, self.mirrored)
+
+    def item(self, index: int, features: Any, mirrored: bool) -> dict[str, Any]:
+        """The image (mirrored or not) or its row of `features`, with its position in the split."""
         try:
-            if self.features is not None:
-                return {**self.features[index], "index": index}
-            return {"image": self.transform(load_image(self.records[index].image_path)), "index": index}
+            if features is not None:
+                return {**features[index], "index": index}
+            image = load_image(self.records[index].image_path)
+            return {"image": self.transform(mirror_image(image) if mirrored else image), "index": index}
         except UnreadableImage as err:
             record = self.records[index]
             return {
@@ -54,7 +63,9 @@ class ImageDataset(Dataset):
 
 
 class TrainDataset(ImageDataset):
-    """Each item: one image and `captions_per_image` of its captions (drawn anew every epoch)."""
+    """Each item: one image and `captions_per_image` of its captions (drawn anew every epoch).
+    With `hflip`, each item is the image or, with probability 0.5, its mirror image (from
+    `mirrored_features` when training from features) with "left" and "right" swapped in its captions."""
 
     def __init__(
         self,
@@ -64,16 +75,35 @@ class TrainDataset(ImageDataset):
         captions_per_image: int,
         max_caption_len: int,
         features: Any = None,
+        hflip: bool = False,
+        mirrored_features: Any = None,
     ):
         super().__init__(records, transform, features)
-        self.captions_per_image = captions_per_image
-        self.tokens = [[torch.tensor(vocab.encode(c, max_caption_len)) for c in r.captions] for r in records]
+        self.captions_per_image, self.hflip, self.mirrored_features = (
+            captions_per_image,
+            hflip,
+            mirrored_features,
+        )
+        self.tokens = self._encode(records, vocab, max_caption_len, lambda c: c)
+        self.mirrored_tokens = (
+            self._encode(records, vocab, max_caption_len, mirror_caption) if hflip else None
+        )
+
+    @staticmethod
+    def _encode(records, vocab, max_caption_len, rewrite) -> list[list[torch.Tensor]]:
+        return [
+            [torch.tensor(vocab.encode(rewrite(c), max_caption_len)) for c in r.captions] for r in records
+        ]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = super().__getitem__(index)
+        mirrored = self.hflip and random.random() < 0.5
+        if mirrored:
+            item = self.item(index, self.mirrored_features, mirrored=self.mirrored_features is None)
+        else:
+            item = self.item(index, self.features, mirrored=False)
         if "unreadable" in item:
             return item
-        captions = self.tokens[index]
+        captions = (self.mirrored_tokens if mirrored else self.tokens)[index]
         k = self.captions_per_image
         chosen = (
             random.sample(captions, k)
@@ -130,6 +160,8 @@ class CaptionDataModule(pl.LightningDataModule):
     encoder is frozen) trains from features extracted once into `feature_cache_dir`.
     `max_image_pixels`: larger images count as unreadable (PIL's decompression-bomb guard).
     `allow_split_overlap`: accept images that are in the test split and in another one.
+    `hflip`: train on each image or, with probability 0.5, its mirror image with "left" and "right"
+    swapped in its captions (from cached features: the mirror images' features are cached too).
     `source_options` are the dataset's user-facing options (root, on_error, annotations, ...),
     which the data config passes on to the source.
     """
@@ -149,6 +181,7 @@ class CaptionDataModule(pl.LightningDataModule):
         feature_cache_dir: str | None = None,
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         allow_split_overlap: bool = False,
+        hflip: bool = False,
         test_split: str = "test",
         vocab: Vocabulary | None = None,
         preprocessing: dict[str, Any] | None = None,
@@ -160,6 +193,8 @@ class CaptionDataModule(pl.LightningDataModule):
         self.on_error = source_options.get("on_error", "raise")
         self.cache_features, self.feature_cache_dir = cache_features, feature_cache_dir
         self.features: dict[str, Any] = {}  # split -> CachedFeatures, once the cache is set up
+        self.mirrored_features: dict[str, Any] = {}  # split -> the mirror images' features (hflip)
+        self.hflip = bool(hflip)
         self.transform: Callable | None = None
         if preprocessing is not None:
             self.set_preprocessing(preprocessing)
@@ -297,26 +332,40 @@ class CaptionDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def image_loader(self, split: str) -> DataLoader:
-        """The split's images in order (no captions): what feature extraction reads."""
+    def image_loader(self, split: str, mirrored: bool = False) -> DataLoader:
+        """The split's images (or their mirror images) in order, no captions: what feature
+        extraction reads."""
         return self._loader(
-            ImageDataset(self.split(split), self.transform), self.eval_batch_size, shuffle=False
+            ImageDataset(self.split(split), self.transform, mirrored=mirrored),
+            self.eval_batch_size,
+            shuffle=False,
         )
 
-    def use_features(self, features: dict[str, Any], description: str) -> None:
+    def use_features(
+        self, features: dict[str, Any], description: str, mirrored: dict[str, Any] | None = None
+    ) -> None:
         """Serve these precomputed features (split -> rows that raise UnreadableImage for images
-        that did not decode) instead of the images."""
-        self.features = dict(features)
-        self.report.append(f"data={self.name}: training from {description}")
+        that did not decode) instead of the images; `mirrored`: those of the mirror images (hflip)."""
+        self.features, self.mirrored_features = dict(features), dict(mirrored or {})
+        with_mirrors = " and of their mirror images" if self.mirrored_features else ""
+        self.report.append(f"data={self.name}: training from {description}{with_mirrors}")
 
     def train_dataloader(self) -> DataLoader:
+        features, mirrored = self.features.get("train"), self.mirrored_features.get("train")
+        if self.hflip and features is not None and mirrored is None:
+            raise UserError(
+                f"data={self.name}: data.hflip=true needs the mirror images' features, which these "
+                "features do not have (precomputed features are of the images as they are): set data.hflip=false"
+            )
         dataset = TrainDataset(
             self.split("train"),
             self.vocab,
             self.transform,
             self.captions_per_image,
             self.max_caption_len,
-            self.features.get("train"),
+            features,
+            self.hflip,
+            mirrored,
         )
         return self._loader(dataset, self.batch_size, shuffle=True)
 

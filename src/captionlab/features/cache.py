@@ -223,9 +223,12 @@ def load_or_extract(
     }
 
 
-def use_cached_features(datamodule: Any, encoder: Any, device: torch.device | str = "cpu") -> bool:
+def use_cached_features(
+    datamodule: Any, encoder: Any, device: torch.device | str = "cpu", training: bool = False
+) -> bool:
     """Train and evaluate from cached features when the encoder is frozen (`data.cache_features=auto`);
-    extract them first unless a finished extraction with the same key exists."""
+    extract them first unless a finished extraction with the same key exists. `training` with
+    `data.hflip`: the training images' mirror images get their own cached features too."""
     if hasattr(encoder, "feature_splits"):  # encoder=precomputed: the features are its input
         datamodule.prepare()
         datamodule.use_features(
@@ -242,15 +245,30 @@ def use_cached_features(datamodule: Any, encoder: Any, device: torch.device | st
     if datamodule.feature_cache_dir is None:
         raise UserError("data.feature_cache_dir is not set: point it at a writable folder")
     datamodule.prepare()
-    key = cache_key(encoder.name, weights_digest(encoder.model), datamodule.preprocessing, datamodule.records)
-    features = load_or_extract(
-        Path(datamodule.feature_cache_dir),
-        key,
-        datamodule.records,
-        datamodule.image_loader,
-        encoder,
-        torch.device(device),
-        datamodule.take_unreadable,
-    )
-    datamodule.use_features(features, f"cached {encoder.name} features ({key})")
+    weights = weights_digest(encoder.model)
+
+    def cached(
+        records: dict[str, list[CaptionRecord]], mirrored: bool
+    ) -> tuple[str, dict[str, CachedFeatures]]:
+        preprocessing = (
+            {**datamodule.preprocessing, "mirrored": True} if mirrored else datamodule.preprocessing
+        )
+        key = cache_key(encoder.name, weights, preprocessing, records)
+        features = load_or_extract(
+            Path(datamodule.feature_cache_dir),
+            key,
+            records,
+            lambda split: datamodule.image_loader(split, mirrored=mirrored),
+            encoder,
+            torch.device(device),
+            datamodule.take_unreadable,
+        )
+        return key, features
+
+    key, features = cached(datamodule.records, mirrored=False)
+    mirrored = None
+    if training and datamodule.hflip and datamodule.records.get("train"):
+        mirrored_key, mirrored = cached({"train": datamodule.records["train"]}, mirrored=True)
+        key = f"{key}, mirrored {mirrored_key}"
+    datamodule.use_features(features, f"cached {encoder.name} features ({key})", mirrored)
     return True

@@ -154,7 +154,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("compile_decoder"):
         module.captioner.compile_teacher_forcing(cfg.get("compile_backend", "inductor"))
     datamodule.set_preprocessing(module.preprocessing)
-    if use_cached_features(datamodule, module.captioner.encoder, default_device()):
+    if use_cached_features(datamodule, module.captioner.encoder, default_device(), training=True):
         log.info(datamodule.report[-1])
 
     fill_identity(cfg.get("logger"), run_identity(cfg, hydra_choices()))
