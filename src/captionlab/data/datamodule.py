@@ -79,11 +79,8 @@ class TrainDataset(ImageDataset):
         mirrored_features: Any = None,
     ):
         super().__init__(records, transform, features)
-        self.captions_per_image, self.hflip, self.mirrored_features = (
-            captions_per_image,
-            hflip,
-            mirrored_features,
-        )
+        self.captions_per_image = captions_per_image
+        self.hflip, self.mirrored_features = hflip, mirrored_features
         self.tokens = self._encode(records, vocab, max_caption_len, lambda c: c)
         self.mirrored_tokens = (
             self._encode(records, vocab, max_caption_len, mirror_caption) if hflip else None
