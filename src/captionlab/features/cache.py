@@ -266,9 +266,9 @@ def use_cached_features(
         return key, features
 
     key, features = cached(datamodule.records, mirrored=False)
-    mirrored = None
+    description, mirrored = f"cached {encoder.name} features ({key})", None
     if training and datamodule.hflip and datamodule.records.get("train"):
         mirrored_key, mirrored = cached({"train": datamodule.records["train"]}, mirrored=True)
-        key = f"{key}, mirrored {mirrored_key}"
-    datamodule.use_features(features, f"cached {encoder.name} features ({key})", mirrored)
+        description += f" and those of the training images' mirror images ({mirrored_key})"
+    datamodule.use_features(features, description, mirrored)
     return True
