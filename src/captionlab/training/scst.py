@@ -209,13 +209,13 @@ class SelfCriticalLoss(nn.Module):
         if self.kl_weight:
             reference = self.reference(captioner)
             with torch.no_grad():
-                start = reference.decoder(reference.encode(batch).index_select(rows), inputs).float()
+                start, _ = reference.decoder.teacher_forcing(reference.encode(batch), inputs, rows)
             policy = logprobs
             if score_with_dropout:  # the KL compares the networks, not one dropout mask with none
                 captioner.decoder.eval()
                 policy_logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
                 policy = torch.log_softmax(policy_logits.float(), dim=-1)
-            kl = (policy.exp() * (policy - torch.log_softmax(start, dim=-1))).sum(-1)
+            kl = (policy.exp() * (policy - torch.log_softmax(start.float(), dim=-1))).sum(-1)
             kl = (kl * mask).sum() / positions
             figures["kl"] = kl.detach()
             loss = loss + self.kl_weight * kl
