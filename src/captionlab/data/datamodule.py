@@ -94,10 +94,8 @@ class TrainDataset(ImageDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         mirrored = self.hflip and random.random() < 0.5
-        if mirrored:
-            item = self.item(index, self.mirrored_features, mirrored=self.mirrored_features is None)
-        else:
-            item = self.item(index, self.features, mirrored=False)
+        features = self.mirrored_features if mirrored else self.features
+        item = self.item(index, features, mirrored=mirrored and features is None)
         if "unreadable" in item:
             return item
         captions = (self.mirrored_tokens if mirrored else self.tokens)[index]
