@@ -250,9 +250,10 @@ def use_cached_features(
     def cached(
         records: dict[str, list[CaptionRecord]], mirrored: bool
     ) -> tuple[str, dict[str, CachedFeatures]]:
-        preprocessing = (
-            {**datamodule.preprocessing, "mirrored": True} if mirrored else datamodule.preprocessing
-        )
+        # the encoder's grid options join the preprocessing: a cache of one grid never serves another
+        preprocessing = {**datamodule.preprocessing, **getattr(encoder, "output_options", {})}
+        if mirrored:
+            preprocessing["mirrored"] = True
         key = cache_key(encoder.name, weights, preprocessing, records)
         features = load_or_extract(
             Path(datamodule.feature_cache_dir),

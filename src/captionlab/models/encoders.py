@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ class TimmEncoder(nn.Module):
     last N parameter groups of timm's coarse grouping (stages) are trained.
     `input_size`/`crop` override timm's data config; the result is `self.preprocessing`, saved with
     every checkpoint. `grid_size` pools the grid to K x K regions (Show, Attend and Tell used 14).
-    `zero_features` is an ablation: the decoder sees zeros (a blind language model).
+    `feature_stage` takes the grid from earlier stages (timm's `feature_info` index; "final": the
+    backbone's output), one or a list concatenated along channels at the coarsest of their grids (or
+    `grid_size`); the pooled vector is then the grid's mean. `zero_features` is an ablation: the
+    decoder sees zeros (a blind language model).
     """
 
     def __init__(
@@ -39,12 +43,17 @@ class TimmEncoder(nn.Module):
         input_size: int | None = None,
         crop: bool = True,
         grid_size: int | None = None,
+        feature_stage: int | str | Sequence[int | str] | None = None,
         zero_features: bool = False,
     ):
         super().__init__()
         self.name, self.lr_mult, self.zero_features, self.grid_size = name, lr_mult, zero_features, grid_size
         self.model = _create(name, pretrained, checkpoint, input_size)
-        self.feature_dim: int = self.model.num_features
+        self.stages = _stages(self.model, name, feature_stage)
+        self.feature_dim: int = sum(
+            self.model.num_features if stage == FINAL else self.model.feature_info[stage]["num_chs"]
+            for stage in self.stages or [FINAL]
+        )
         self.num_prefix_tokens: int = getattr(self.model, "num_prefix_tokens", 0)
         self.preprocessing = _preprocessing(self.model, input_size, crop)
         self.freeze = freeze
@@ -69,6 +78,17 @@ class TimmEncoder(nn.Module):
     def frozen(self) -> bool:
         return self.freeze == "all"
 
+    @property
+    def output_options(self) -> dict[str, Any]:
+        """The options that shape the features beyond the weights and the images (for the feature
+        cache's key); only those set away from their default, so the default's key never changes."""
+        options = {
+            "feature_stage": self.stages,
+            "grid_size": self.grid_size,
+            "zero_features": self.zero_features,
+        }
+        return {key: value for key, value in options.items() if value}
+
     def train(self, mode: bool = True) -> TimmEncoder:
         # A frozen encoder keeps BatchNorm in eval mode: its running statistics must not drift.
         super().train(mode and not self.frozen)
@@ -76,18 +96,69 @@ class TimmEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> EncoderOutput:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            features = self.model.forward_features(images)
-            pooled = self.model.forward_head(features, pre_logits=True)
+            if self.stages:
+                features, pooled = self._stage_maps(images), None
+            else:
+                features = self.model.forward_features(images)
+                pooled = self.model.forward_head(features, pre_logits=True)
+                features = self._as_map(features)
+        if self.grid_size:
+            features = nn.functional.adaptive_avg_pool2d(features, self.grid_size)
+        grid = features.flatten(2).transpose(1, 2)
+        if pooled is None:
+            pooled = grid.mean(1)
+        if self.zero_features:
+            pooled, grid = torch.zeros_like(pooled), torch.zeros_like(grid)
+        return EncoderOutput(pooled, grid)
+
+    def _as_map(self, features: torch.Tensor) -> torch.Tensor:
         if features.ndim == 3:  # ViT tokens -> square map of patches
             tokens = features[:, self.num_prefix_tokens :]
             side = math.isqrt(tokens.shape[1])
             features = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
-        if self.grid_size:
-            features = nn.functional.adaptive_avg_pool2d(features, self.grid_size)
-        grid = features.flatten(2).transpose(1, 2)
-        if self.zero_features:
-            pooled, grid = torch.zeros_like(pooled), torch.zeros_like(grid)
-        return EncoderOutput(pooled, grid)
+        return features
+
+    def _stage_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The chosen stages' maps, pooled to `grid_size` or the coarsest of them, concatenated along channels."""
+        indices = sorted({stage for stage in self.stages if stage != FINAL})
+        if FINAL in self.stages:
+            final, intermediates = self.model.forward_intermediates(images, indices=indices)
+        else:
+            final, intermediates = (
+                None,
+                self.model.forward_intermediates(
+                    images, indices=indices, intermediates_only=True, stop_early=True
+                ),
+            )
+        by_stage = dict(zip(indices, intermediates, strict=True))
+        if final is not None:
+            by_stage[FINAL] = self._as_map(final)
+        maps = [by_stage[stage] for stage in self.stages]
+        size = (self.grid_size, self.grid_size) if self.grid_size else min(tuple(m.shape[-2:]) for m in maps)
+        return torch.cat([nn.functional.adaptive_avg_pool2d(m, size) for m in maps], dim=1)
+
+
+FINAL = "final"
+
+
+def _stages(model: nn.Module, name: str, feature_stage: Any) -> list[int | str] | None:
+    """`feature_stage` as a list of stage indices and "final" (None: the backbone's output only)."""
+    if feature_stage is None:
+        return None
+    many = isinstance(feature_stage, Sequence) and not isinstance(feature_stage, str)
+    stages = list(feature_stage) if many else [feature_stage]
+    count = len(getattr(model, "feature_info", []))
+    if not hasattr(model, "forward_intermediates") or not count:
+        raise UserError(f"encoder.feature_stage: timm's {name} gives no intermediate stages; leave it null")
+    for stage in stages:
+        if stage != FINAL and not (isinstance(stage, int) and 0 <= stage < count):
+            raise UserError(
+                f"encoder.feature_stage={feature_stage}: {stage!r} is not a stage of {name}; "
+                f"use 0..{count - 1} (timm's feature_info, input side first) or {FINAL!r}"
+            )
+    if len(set(stages)) != len(stages):
+        raise UserError(f"encoder.feature_stage={feature_stage}: a stage is listed twice")
+    return None if stages == [FINAL] else stages
 
 
 def imagenet_classifier(name: str, pretrained: bool, checkpoint: str | None) -> nn.Linear:
