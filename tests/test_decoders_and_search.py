@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from captionlab.errors import UserError
 from captionlab.models.decoders.lstm import LSTMDecoder
 from captionlab.models.encoders import EncoderOutput, TimmEncoder
 from captionlab.search.greedy import GreedySearch
@@ -94,6 +95,43 @@ def test_encoder_gives_pooled_and_grid_features():
     out = encoder(torch.randn(2, 3, 64, 64))
     assert out.pooled.shape == (2, encoder.feature_dim) and out.grid.shape == (2, 4, encoder.feature_dim)
     assert encoder.preprocessing["input_size"] == [3, 64, 64]
+
+
+def test_feature_stage_concatenates_an_earlier_stage_beside_the_final_grid():
+    torch.manual_seed(0)
+    plain = TimmEncoder("resnet10t", input_size=64, crop=False, freeze="all").eval()
+    staged = TimmEncoder("resnet10t", input_size=64, crop=False, freeze="all", feature_stage=[3, "final"])
+    staged.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out, reference = staged.eval()(images), plain(images)
+        stage3 = plain.model.layer3(
+            plain.model.layer2(
+                plain.model.layer1(
+                    plain.model.maxpool(plain.model.act1(plain.model.bn1(plain.model.conv1(images))))
+                )
+            )
+        )
+    width = plain.model.feature_info[3]["num_chs"]
+    assert staged.feature_dim == width + plain.feature_dim
+    assert out.grid.shape == (2, 4, staged.feature_dim)  # the final 2x2 grid; stage 3 (4x4) pooled to it
+    torch.testing.assert_close(out.grid[..., width:], reference.grid)
+    pooled3 = torch.nn.functional.adaptive_avg_pool2d(stage3, 2).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(out.grid[..., :width], pooled3)
+    torch.testing.assert_close(out.pooled, out.grid.mean(1))
+
+
+def test_feature_stage_alone_gives_its_finer_grid_and_bad_stages_are_refused():
+    encoder = TimmEncoder("resnet10t", input_size=64, crop=False, feature_stage=3)
+    out = encoder(torch.randn(2, 3, 64, 64))
+    assert out.grid.shape == (2, 16, encoder.feature_dim) and encoder.feature_dim == 256
+    assert (
+        TimmEncoder("resnet10t", feature_stage=[3], grid_size=2)(torch.randn(1, 3, 64, 64)).grid.shape[1] == 4
+    )
+    assert TimmEncoder("resnet10t", feature_stage="final").stages is None  # the default grid
+    for bad in (9, "last", [3, 3]):
+        with pytest.raises(UserError, match="encoder.feature_stage"):
+            TimmEncoder("resnet10t", feature_stage=bad)
 
 
 def test_frozen_encoder_has_no_gradients_and_keeps_batchnorm_statistics():

@@ -8,7 +8,7 @@ import torch
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.shapes import ShapesSource
 from captionlab.features import use_cached_features
-from captionlab.features.cache import cache_key
+from captionlab.features.cache import cache_key, weights_digest
 from captionlab.models.encoders import TimmEncoder
 from captionlab.types import CaptionRecord
 
@@ -77,6 +77,23 @@ def test_miss_then_hit_then_invalidation(cache_dir, tmp_path):
     resized.set_preprocessing(bigger.preprocessing)
     use_cached_features(resized, bigger)
     assert len(_folders(tmp_path)) == 3
+
+
+def test_grid_options_get_their_own_cache_and_the_default_keeps_its_key(cache_dir, tmp_path):
+    datamodule = _datamodule(cache_dir, tmp_path)
+    encoder = _encoder()
+    datamodule.set_preprocessing(encoder.preprocessing)
+    use_cached_features(datamodule, encoder)
+    weights = weights_digest(encoder.model)
+    assert _folders(tmp_path) == [cache_key(encoder.name, weights, encoder.preprocessing, datamodule.records)]
+    for options in ({"grid_size": 1}, {"zero_features": True}, {"feature_stage": [3, "final"]}):
+        variant = _encoder(**options)
+        use_cached_features(datamodule, variant)
+        assert datamodule.features["val"].grid.shape[1:] == variant(torch.zeros(1, 3, 64, 64)).grid.shape[1:]
+        assert datamodule.features["val"].grid[:].any() != options.get("zero_features", False)
+    assert len(_folders(tmp_path)) == 4
+    use_cached_features(datamodule, encoder)  # the plain encoder finds its own features again
+    assert datamodule.features["val"].grid[:].any() and len(_folders(tmp_path)) == 4
 
 
 def test_unfinished_extraction_is_redone(cache_dir, tmp_path):
