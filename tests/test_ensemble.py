@@ -74,11 +74,16 @@ def _other_encoder(loaded):
     loaded["state_dict"][key] = loaded["state_dict"][key] + 1.0
 
 
+def _other_grid(loaded):
+    loaded["hyper_parameters"]["config"]["encoder"]["grid_size"] = 1  # same weights and feature size
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         (_other_vocabulary, "different vocabularies"),
         (_other_encoder, "different encoders"),
+        (_other_grid, "different encoders"),
     ],
 )
 def test_members_that_cannot_be_combined_are_one_line_errors(tiny_run, tmp_path, change, message):

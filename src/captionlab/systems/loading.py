@@ -114,16 +114,23 @@ def load_ensemble(
                 f"{len(first.vocab)} words): ensemble members must be trained on the same data "
                 "with the same vocabulary settings"
             )
-        if member.preprocessing != first.preprocessing or not _same_weights(
-            member.captioner.encoder, first.captioner.encoder
+        if (
+            member.preprocessing != first.preprocessing
+            or _grid_options(member) != _grid_options(first)
+            or not _same_weights(member.captioner.encoder, first.captioner.encoder)
         ):
             raise UserError(
-                f"{path} and {paths[0]} have different encoders (weights or preprocessing): ensemble "
-                "members must share the encoder (e.g. the same frozen encoder.checkpoint)"
+                f"{path} and {paths[0]} have different encoders (weights, preprocessing or grid options "
+                "such as encoder.feature_stage): ensemble members must share the encoder "
+                "(e.g. the same frozen encoder.checkpoint and grid)"
             )
     decoder = EnsembleDecoder([m.captioner.decoder for m in members], weights)
     first.captioner = EncoderDecoder(first.captioner.encoder, decoder).train(False)
     return first
+
+
+def _grid_options(system: BaseSystem) -> dict[str, Any]:
+    return getattr(system.captioner.encoder, "output_options", {})
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
