@@ -123,16 +123,13 @@ class TimmEncoder(nn.Module):
         indices = sorted({stage for stage in self.stages if stage != FINAL})
         if FINAL in self.stages:
             final, intermediates = self.model.forward_intermediates(images, indices=indices)
+            by_stage = {FINAL: self._as_map(final)}
         else:
-            final, intermediates = (
-                None,
-                self.model.forward_intermediates(
-                    images, indices=indices, intermediates_only=True, stop_early=True
-                ),
+            intermediates = self.model.forward_intermediates(
+                images, indices=indices, intermediates_only=True, stop_early=True
             )
-        by_stage = dict(zip(indices, intermediates, strict=True))
-        if final is not None:
-            by_stage[FINAL] = self._as_map(final)
+            by_stage = {}
+        by_stage.update(zip(indices, intermediates, strict=True))
         maps = [by_stage[stage] for stage in self.stages]
         size = (self.grid_size, self.grid_size) if self.grid_size else min(tuple(m.shape[-2:]) for m in maps)
         return torch.cat([nn.functional.adaptive_avg_pool2d(m, size) for m in maps], dim=1)
