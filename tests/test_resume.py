@@ -84,6 +84,16 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_di
     assert whole["val"]["cider"] == pytest.approx(best["val/cider"], abs=1e-6)
 
 
+def test_last_checkpoint_follows_every_epoch_not_only_the_improving_ones(tmp_path, cache_dir):
+    # lr 0: every epoch scores the same, so only the first improves val/cider
+    _train(tmp_path, cache_dir, "optim.optimizer.lr=0", "test=false")
+    folder = tmp_path / "checkpoints"
+    epoch = {
+        name: torch.load(folder / name, weights_only=True)["epoch"] for name in ("best.ckpt", "last.ckpt")
+    }
+    assert epoch == {"best.ckpt": 0, "last.ckpt": 1}
+
+
 def test_a_resumed_scst_run_ends_exactly_like_an_uninterrupted_one(tmp_path, cache_dir):
     """Self-critical training resumes like cross-entropy training: the sampling streams, and the
     starting model that the KL term compares with (saved in the checkpoint)."""

@@ -202,7 +202,8 @@ def _fit_and_score(
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), **safe)
         for line in datamodule.unreadable_report():
             log.warning(line)
-    checkpoint = trainer.checkpoint_callback
+    # the monitored checkpoint (callbacks.model_checkpoint), not last_checkpoint's every-epoch file
+    checkpoint = next((c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if best is None and cfg.get("train", True) and not trainer.fast_dev_run:
         log.warning("no best checkpoint was saved; scoring the final weights")
