@@ -1,13 +1,16 @@
 """Test-time ensembles from the command line: `ckpt_path=[a,b,c]` in evaluate.py and caption.py."""
 
 import json
+import math
 
 import pytest
 import torch
 from conftest import compose, run_cli
 
 from captionlab.errors import UserError
+from captionlab.models.encoders import EncoderSet
 from captionlab.pipelines.evaluate import run_evaluation
+from captionlab.systems.loading import load_ensemble, load_system
 
 
 def _evaluate(checkpoints, tmp_path, *overrides):
@@ -74,16 +77,51 @@ def _other_encoder(loaded):
     loaded["state_dict"][key] = loaded["state_dict"][key] + 1.0
 
 
+def _zero_features(loaded):  # same weights, another grid option: other features
+    loaded["hyper_parameters"]["config"]["encoder"]["zero_features"] = True
+
+
 def _other_grid(loaded):
-    loaded["hyper_parameters"]["config"]["encoder"]["grid_size"] = 1  # same weights and feature size
+    loaded["hyper_parameters"]["config"]["encoder"]["grid_size"] = 1  # one region where the tiny run has 4
+
+
+def _other_preprocessing(loaded):
+    loaded["hyper_parameters"]["preprocessing"]["input_size"] = [3, 72, 72]
+
+
+@pytest.mark.parametrize("change", [_other_encoder, _zero_features])
+def test_members_on_different_encoders_each_read_their_own_features(tiny_run, tmp_path, change):
+    run, _, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    other = _variant(best, tmp_path / "other.ckpt", lambda loaded: (change(loaded), _perturb_decoder(loaded)))
+    ensemble = load_ensemble([best, other]).captioner
+    assert isinstance(ensemble.encoder, EncoderSet) and len(ensemble.encoder.parts) == 2
+    assert isinstance(load_ensemble([best, other, best]).captioner.encoder, EncoderSet)  # two parts for three
+    members = [load_system(path).captioner for path in (best, other)]
+    images = torch.randn(2, *load_system(best).preprocessing["input_size"])
+    tokens = torch.randint(4, len(load_system(best).vocab), (2, 6))
+    with torch.no_grad():
+        mixed = ensemble.decoder(ensemble.encoder(images), tokens)
+        alone = [torch.log_softmax(m.decoder(m.encoder(images), tokens), dim=-1) for m in members]
+    torch.testing.assert_close(mixed, torch.logsumexp(torch.stack(alone), dim=0) - math.log(2))
+
+
+def test_an_ensemble_over_two_encoders_decodes_from_the_command_line(tiny_run, tmp_path):
+    run, _, _ = tiny_run
+    best = run / "checkpoints" / "best.ckpt"
+    other = _variant(
+        best, tmp_path / "other.ckpt", lambda loaded: (_other_encoder(loaded), _perturb_decoder(loaded))
+    )
+    result = _evaluate([best, other], tmp_path / "out", "search=beam", "search.num_beams=2")
+    assert result["val"]["num_images"] > 0 and 0 <= result["val"]["cider"]
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
         (_other_vocabulary, "different vocabularies"),
-        (_other_encoder, "different encoders"),
-        (_other_grid, "different encoders"),
+        (_other_preprocessing, "preprocess images differently"),
+        (_other_grid, "same number of regions"),
     ],
 )
 def test_members_that_cannot_be_combined_are_one_line_errors(tiny_run, tmp_path, change, message):

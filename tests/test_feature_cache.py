@@ -3,13 +3,15 @@
 import os
 import shutil
 
+import pytest
 import torch
 
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.shapes import ShapesSource
+from captionlab.errors import UserError
 from captionlab.features import use_cached_features
 from captionlab.features.cache import cache_key, weights_digest
-from captionlab.models.encoders import TimmEncoder
+from captionlab.models.encoders import EncoderSet, TimmEncoder
 from captionlab.types import CaptionRecord
 
 
@@ -180,3 +182,32 @@ def test_hflip_caches_the_mirror_images_for_training_only(cache_dir, tmp_path):
 
     batch = next(iter(datamodule.train_dataloader()))
     assert "image" not in batch and batch["pooled"].shape == (8, encoder.feature_dim)
+
+
+def test_an_encoder_set_is_served_from_each_encoders_own_cache(cache_dir, tmp_path):
+    plain, staged = _encoder(), _encoder(feature_stage=[3, "final"])
+    alone = {}
+    for encoder in (plain, staged):
+        datamodule = _datamodule(cache_dir, tmp_path)
+        datamodule.set_preprocessing(encoder.preprocessing)
+        use_cached_features(datamodule, encoder)
+        alone[encoder] = datamodule.features["val"]
+    assert len(_folders(tmp_path)) == 2
+
+    both = EncoderSet([plain, staged])
+    datamodule = _datamodule(cache_dir, tmp_path)
+    datamodule.set_preprocessing(both.preprocessing)
+    use_cached_features(datamodule, both)
+    assert len(_folders(tmp_path)) == 2  # found, not extracted again
+    item = datamodule.features["val"][3]
+    assert item["grid"].shape == (4, plain.feature_dim + staged.feature_dim)
+    (_, plain_stop), (staged_start, _) = both.spans
+    for kind in ("pooled", "grid"):
+        assert torch.equal(item[kind][..., :plain_stop], alone[plain][3][kind])
+        assert torch.equal(item[kind][..., staged_start:], alone[staged][3][kind])
+
+    finer = EncoderSet([plain, _encoder(feature_stage=3)])  # 4 regions beside 16
+    with pytest.raises(UserError, match="same number of regions"):
+        use_cached_features(datamodule, finer)
+    with pytest.raises(UserError, match="same number of regions"):
+        finer(torch.zeros(1, 3, 64, 64))

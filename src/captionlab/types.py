@@ -58,6 +58,11 @@ class EncoderOutput:
             None if self.mask is None else self.mask.index_select(0, index),
         )
 
+    def channels(self, start: int, stop: int) -> EncoderOutput:
+        """Channels [start, stop) of the pooled vector and of every region: one encoder's share of
+        features set side by side (an ensemble whose members read different encoders)."""
+        return EncoderOutput(self.pooled[..., start:stop], self.grid[..., start:stop], self.mask)
+
 
 # A decoder state: batch-first tensors. Entries named `memory*` depend only on the image.
 State = dict[str, torch.Tensor]

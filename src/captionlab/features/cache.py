@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from captionlab.data.images import UnreadableImage
 from captionlab.errors import UserError
+from captionlab.models.encoders import check_same_regions
 from captionlab.types import CaptionRecord
 from captionlab.utils.io import write_json
 
@@ -54,6 +55,21 @@ class CachedFeatures:
             "pooled": torch.from_numpy(np.array(self.pooled[index])),
             "grid": torch.from_numpy(np.array(self.grid[index])),
         }
+
+
+@dataclass
+class JoinedFeatures:
+    """The cached features of several encoders for one split, side by side along channels: what an
+    `EncoderSet` (an ensemble whose members read different encoders) would compute."""
+
+    parts: list[CachedFeatures]
+
+    def __post_init__(self) -> None:
+        check_same_regions([part.grid.shape[1] for part in self.parts])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        items = [part[index] for part in self.parts]
+        return {kind: torch.cat([item[kind] for item in items], dim=-1) for kind in ("pooled", "grid")}
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -245,31 +261,39 @@ def use_cached_features(
     if datamodule.feature_cache_dir is None:
         raise UserError("data.feature_cache_dir is not set: point it at a writable folder")
     datamodule.prepare()
-    weights = weights_digest(encoder.model)
+    # an EncoderSet (an ensemble over several encoders) is served from each part's own cache
+    parts = list(getattr(encoder, "parts", [encoder]))
 
     def cached(
-        records: dict[str, list[CaptionRecord]], mirrored: bool
+        part: Any, records: dict[str, list[CaptionRecord]], mirrored: bool
     ) -> tuple[str, dict[str, CachedFeatures]]:
         # the encoder's grid options join the preprocessing: a cache of one grid never serves another
-        preprocessing = {**datamodule.preprocessing, **getattr(encoder, "output_options", {})}
+        preprocessing = {**datamodule.preprocessing, **getattr(part, "output_options", {})}
         if mirrored:
             preprocessing["mirrored"] = True
-        key = cache_key(encoder.name, weights, preprocessing, records)
+        key = cache_key(part.name, weights_digest(part.model), preprocessing, records)
         features = load_or_extract(
             Path(datamodule.feature_cache_dir),
             key,
             records,
             lambda split: datamodule.image_loader(split, mirrored=mirrored),
-            encoder,
+            part,
             torch.device(device),
             datamodule.take_unreadable,
         )
         return key, features
 
-    key, features = cached(datamodule.records, mirrored=False)
-    description, mirrored = f"cached {encoder.name} features ({key})", None
+    def joined(records: dict[str, list[CaptionRecord]], mirrored: bool) -> tuple[str, dict[str, Any]]:
+        found = [cached(part, records, mirrored) for part in parts]
+        keys = ", ".join(key for key, _ in found)
+        if len(found) == 1:
+            return keys, found[0][1]
+        return keys, {split: JoinedFeatures([f[split] for _, f in found]) for split in found[0][1]}
+
+    keys, features = joined(datamodule.records, mirrored=False)
+    description, mirrored = f"cached {encoder.name} features ({keys})", None
     if training and datamodule.hflip and datamodule.records.get("train"):
-        mirrored_key, mirrored = cached({"train": datamodule.records["train"]}, mirrored=True)
-        description += f" and those of the training images' mirror images ({mirrored_key})"
+        mirrored_keys, mirrored = joined({"train": datamodule.records["train"]}, mirrored=True)
+        description += f" and those of the training images' mirror images ({mirrored_keys})"
     datamodule.use_features(features, description, mirrored)
     return True

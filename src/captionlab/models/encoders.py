@@ -138,6 +138,47 @@ class TimmEncoder(nn.Module):
 FINAL = "final"
 
 
+def check_same_regions(regions: Sequence[int]) -> None:
+    """Features set side by side need one number of regions per image."""
+    if len(set(regions)) > 1:
+        raise UserError(
+            f"the ensemble members' encoders give grids of {list(regions)} regions: members on different "
+            "grids need the same number of regions (set encoder.grid_size alike when training)"
+        )
+
+
+class EncoderSet(nn.Module):
+    """Several encoders on the same images, their features side by side along channels: the encoder
+    of a test-time ensemble whose members were trained on different encoders or grids (e.g. one on
+    the final grid, one with `encoder.feature_stage=[3,final]`). `spans[i]` is the channel range of
+    part i, which the ensemble decoder hands to the members that read it. The parts share the
+    preprocessing (one image pass) and the number of regions (so the attention maps align)."""
+
+    def __init__(self, parts: Sequence[nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.name = "+".join(part.name for part in parts)
+        self.preprocessing = parts[0].preprocessing
+        self.feature_dim: int = sum(part.feature_dim for part in parts)
+        starts = [0]
+        for part in parts:
+            starts.append(starts[-1] + part.feature_dim)
+        self.spans: list[tuple[int, int]] = list(zip(starts[:-1], starts[1:]))
+
+    @property
+    def frozen(self) -> bool:
+        return all(part.frozen for part in self.parts)
+
+    def forward(self, images: torch.Tensor) -> EncoderOutput:
+        outputs = [part(images) for part in self.parts]
+        check_same_regions([output.grid.shape[1] for output in outputs])
+        return EncoderOutput(
+            torch.cat([output.pooled for output in outputs], dim=-1),
+            torch.cat([output.grid for output in outputs], dim=-1),
+            outputs[0].mask,
+        )
+
+
 def _stages(model: nn.Module, name: str, feature_stage: Any) -> list[int | str] | None:
     """`feature_stage` as a list of stage indices and "final" (None: the backbone's output only)."""
     if feature_stage is None:

@@ -15,6 +15,7 @@ from captionlab.checkpoint_file import checkpoint_format, checkpoint_hparams, re
 from captionlab.errors import UserError
 from captionlab.models.decoders.ensemble import EnsembleDecoder
 from captionlab.models.encoder_decoder import EncoderDecoder
+from captionlab.models.encoders import EncoderSet
 from captionlab.registry import check_targets, origins
 from captionlab.systems.base import BaseSystem, system_class
 
@@ -97,11 +98,15 @@ def load_ensemble(
 ) -> BaseSystem:
     """The first checkpoint's system decoding with every member's decoder (`EnsembleDecoder`).
 
-    Members are neural captioners with the same vocabulary and the same encoder (preprocessing
-    and weights: one feature pass serves them all, cached features included); their decoders
-    may differ. The search and data are the first checkpoint's unless `overrides` name them."""
+    Members are neural captioners with the same vocabulary and image preprocessing; their decoders
+    may differ, and so may their encoders (weights or grid options such as `encoder.feature_stage`):
+    members that share one encoder share its features, and distinct encoders run side by side
+    (`EncoderSet`, each from its own feature cache), each member reading its own. The search and
+    data are the first checkpoint's unless `overrides` name them."""
     members = [load_system(path, overrides=overrides) for path in paths]
     first = members[0]
+    encoders: list[torch.nn.Module] = []  # the distinct ones, in order of first use
+    reads: list[int] = []  # the encoder each member reads
     for path, member in zip(paths, members):
         if not isinstance(member.captioner, EncoderDecoder):
             raise UserError(
@@ -114,25 +119,29 @@ def load_ensemble(
                 f"{len(first.vocab)} words): ensemble members must be trained on the same data "
                 "with the same vocabulary settings"
             )
-        if (
-            member.preprocessing != first.preprocessing
-            or _grid_options(member) != _grid_options(first)
-            or not _same_weights(member.captioner.encoder, first.captioner.encoder)
-        ):
+        if member.preprocessing != first.preprocessing:
             raise UserError(
-                f"{path} and {paths[0]} have different encoders (weights, preprocessing or grid options "
-                "such as encoder.feature_stage): ensemble members must share the encoder "
-                "(e.g. the same frozen encoder.checkpoint and grid)"
+                f"{path} and {paths[0]} preprocess images differently (encoder, input size, crop or "
+                "feature store): ensemble members must share the preprocessing"
             )
-    decoder = EnsembleDecoder([m.captioner.decoder for m in members], weights)
-    first.captioner = EncoderDecoder(first.captioner.encoder, decoder).train(False)
+        encoder = member.captioner.encoder
+        same = [i for i, known in enumerate(encoders) if _same_encoder(known, encoder)]
+        if not same:
+            encoders.append(encoder)
+        reads.append(same[0] if same else len(encoders) - 1)
+    if len(encoders) == 1:
+        encoder, spans = encoders[0], None
+    else:
+        encoder = EncoderSet(encoders)
+        spans = [encoder.spans[i] for i in reads]
+    decoder = EnsembleDecoder([m.captioner.decoder for m in members], weights, spans)
+    first.captioner = EncoderDecoder(encoder, decoder).train(False)
     return first
 
 
-def _grid_options(system: BaseSystem) -> dict[str, Any]:
-    return getattr(system.captioner.encoder, "output_options", {})
-
-
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+def _same_encoder(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """The same features from the same images: the same backbone, grid options and weights."""
+    if a.name != b.name or getattr(a, "output_options", {}) != getattr(b, "output_options", {}):
+        return False
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

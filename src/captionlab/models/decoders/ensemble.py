@@ -9,6 +9,9 @@ log-probabilities instead (a product of experts) would let one member veto a wor
 It implements the decoder interface, so greedy, beam and sampling search run it unchanged. Member
 states live in one dict under `<key>@<member>`; image-only entries keep their `memory` prefix, so
 beam search's `reorder_beams` still leaves them alone.
+
+Members trained on different encoders or grids read the features of an `EncoderSet` (their
+encoders' features side by side): `spans[i]` is the channel range member i reads.
 """
 
 from __future__ import annotations
@@ -25,10 +28,18 @@ from captionlab.types import EncoderOutput, State
 
 
 class EnsembleDecoder(CaptionDecoder):
-    def __init__(self, members: Sequence[CaptionDecoder], weights: Sequence[float] | None = None):
+    def __init__(
+        self,
+        members: Sequence[CaptionDecoder],
+        weights: Sequence[float] | None = None,
+        spans: Sequence[tuple[int, int]] | None = None,
+    ):
         super().__init__()
         if not members:
             raise UserError("an ensemble needs at least one member")
+        if spans is not None and len(spans) != len(members):
+            raise ValueError(f"{len(spans)} feature spans for {len(members)} members")
+        self.spans = None if spans is None else [tuple(span) for span in spans]
         weights = [1.0] * len(members) if weights is None else [float(w) for w in weights]
         if len(weights) != len(members) or any(w <= 0 for w in weights):
             raise UserError(
@@ -47,15 +58,23 @@ class EnsembleDecoder(CaptionDecoder):
         log_weights = torch.tensor(self.log_weights, dtype=stacked.dtype, device=stacked.device)
         return torch.logsumexp(stacked + log_weights.view((-1,) + (1,) * (stacked.dim() - 1)), dim=0)
 
+    def _member_memory(self, memory: EncoderOutput, index: int) -> EncoderOutput:
+        return memory if self.spans is None else memory.channels(*self.spans[index])
+
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: the mixture's log-probabilities [B, T, V] (valid logits)."""
-        return self._mix([torch.log_softmax(member(memory, tokens), dim=-1) for member in self.members])
+        return self._mix(
+            [
+                torch.log_softmax(member(self._member_memory(memory, i), tokens), dim=-1)
+                for i, member in enumerate(self.members)
+            ]
+        )
 
     def init_state(self, memory: EncoderOutput) -> State:
         return {
             f"{key}@{i}": value
             for i, member in enumerate(self.members)
-            for key, value in member.init_state(memory).items()
+            for key, value in member.init_state(self._member_memory(memory, i)).items()
         }
 
     def _member_state(self, state: State, index: int) -> State:
@@ -74,7 +93,7 @@ class EnsembleDecoder(CaptionDecoder):
 
 
 def _mean_attention(weighted: list[tuple[float, torch.Tensor]]) -> torch.Tensor | None:
-    """The attending members' weighted mean attention map (they share the encoder, so the grid)."""
+    """The attending members' weighted mean attention map (their grids have the same regions)."""
     if not weighted:
         return None
     total = sum(w for w, _ in weighted)
