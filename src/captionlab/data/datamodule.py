@@ -342,7 +342,7 @@ class CaptionDataModule(pl.LightningDataModule):
         """Serve these precomputed features (split -> rows that raise UnreadableImage for images
         that did not decode) instead of the images; `mirrored`: those of the mirror images (hflip)."""
         self.features, self.mirrored_features = dict(features), dict(mirrored or {})
-        self.report.append(f"data={self.name}: training from {description}")
+        self.report.append(f"data={self.name}: images served as {description}")
 
     def train_dataloader(self) -> DataLoader:
         features, mirrored = self.features.get("train"), self.mirrored_features.get("train")
