@@ -7,6 +7,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from captionlab.errors import UserError
 from captionlab.metrics import tokenizer
 from captionlab.metrics.scorer import CaptionScorer
 
@@ -139,3 +140,10 @@ def test_spice_says_what_it_lacks_here():
     if reason is None:
         pytest.skip("SPICE can run on this machine")
     assert "Java" in reason or "get_stanford_models" in reason
+
+
+@needs_java
+def test_a_failing_java_tokenizer_is_a_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(tokenizer, "PTB_JAR", tmp_path / "missing.jar")
+    with pytest.raises(UserError, match="Java PTB tokenizer .* failed with exit code 1: .*PTBTokenizer"):
+        tokenizer.ptb_tokenize(["a dog runs"])

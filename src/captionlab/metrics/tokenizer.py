@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pycocoevalcap
 
+from captionlab.errors import UserError
+
 # pycocoevalcap removes these tokens after PTB tokenization.
 PUNCTUATION = {
     "''",
@@ -65,9 +67,16 @@ def ptb_tokenize(captions: list[str]) -> list[str]:
             "-lowerCase",
             handle.name,
         ]
-        output = subprocess.run(command, capture_output=True, check=True).stdout.decode("utf-8")
+        done = subprocess.run(command, capture_output=True)
     finally:
         os.unlink(handle.name)
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+        raise UserError(
+            f"the Java PTB tokenizer ({PTB_JAR.name}) failed with exit code {done.returncode}: {message[0]}; "
+            "check that `java -version` works and the machine has memory to spare"
+        )
+    output = done.stdout.decode("utf-8")
     tokenized = output.split("\n")[: len(non_empty)]
     if len(tokenized) != len(non_empty):
         raise RuntimeError(f"PTB tokenizer returned {len(tokenized)} lines for {len(non_empty)} captions")
