@@ -263,15 +263,16 @@ def use_cached_features(
     datamodule.prepare()
     # an EncoderSet (an ensemble over several encoders) is served from each part's own cache
     parts = list(getattr(encoder, "parts", [encoder]))
+    weights = [weights_digest(part.model) for part in parts]  # once: hashing a large encoder takes time
 
     def cached(
-        part: Any, records: dict[str, list[CaptionRecord]], mirrored: bool
+        part: Any, digest: str, records: dict[str, list[CaptionRecord]], mirrored: bool
     ) -> tuple[str, dict[str, CachedFeatures]]:
         # the encoder's grid options join the preprocessing: a cache of one grid never serves another
         preprocessing = {**datamodule.preprocessing, **getattr(part, "output_options", {})}
         if mirrored:
             preprocessing["mirrored"] = True
-        key = cache_key(part.name, weights_digest(part.model), preprocessing, records)
+        key = cache_key(part.name, digest, preprocessing, records)
         features = load_or_extract(
             Path(datamodule.feature_cache_dir),
             key,
@@ -284,7 +285,7 @@ def use_cached_features(
         return key, features
 
     def joined(records: dict[str, list[CaptionRecord]], mirrored: bool) -> tuple[str, dict[str, Any]]:
-        found = [cached(part, records, mirrored) for part in parts]
+        found = [cached(part, digest, records, mirrored) for part, digest in zip(parts, weights)]
         keys = ", ".join(key for key, _ in found)
         if len(found) == 1:
             return keys, found[0][1]
