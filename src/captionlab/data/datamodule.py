@@ -11,8 +11,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from captionlab.data.holdout import train_positions
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.mirror import mirror_caption, mirror_image
 from captionlab.data.records import SPLITS, canonical_split, records_fingerprint
@@ -157,6 +158,9 @@ class CaptionDataModule(pl.LightningDataModule):
     `allow_split_overlap`: accept images that are in the test split and in another one.
     `hflip`: train on each image or, with probability 0.5, its mirror image with "left" and "right"
     swapped in its captions (from cached features: the mirror images' features are cached too).
+    `holdout_images`, `train_on`: set a fixed random part of the train split aside and train on
+    `all` of it, the `rest`, or only the `holdout` (the vocabulary, the feature cache and SCST's
+    document frequencies still come from the whole split).
     `source_options` are the dataset's user-facing options (root, on_error, annotations, ...),
     which the data config passes on to the source.
     """
@@ -177,6 +181,8 @@ class CaptionDataModule(pl.LightningDataModule):
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         allow_split_overlap: bool = False,
         hflip: bool = False,
+        holdout_images: int = 0,
+        train_on: str = "all",
         test_split: str = "test",
         vocab: Vocabulary | None = None,
         preprocessing: dict[str, Any] | None = None,
@@ -190,6 +196,8 @@ class CaptionDataModule(pl.LightningDataModule):
         self.features: dict[str, Any] = {}  # split -> CachedFeatures, once the cache is set up
         self.mirrored_features: dict[str, Any] = {}  # split -> the mirror images' features (hflip)
         self.hflip = bool(hflip)
+        self.holdout_images = require_int(holdout_images, "data.holdout_images", 0)
+        self.train_on = str(train_on)
         self.transform: Callable | None = None
         if preprocessing is not None:
             self.set_preprocessing(preprocessing)
@@ -244,6 +252,15 @@ class CaptionDataModule(pl.LightningDataModule):
         long = sum(len(words) > self.max_caption_len for words in train_words)
         sizes = ", ".join(f"{s} {len(records.get(s, []))}" for s in SPLITS)
         self.report.append(f"data={self.name}: images {sizes}; vocabulary {len(self.vocab)} words ({origin})")
+        self.train_positions = train_positions(
+            len(records.get("train", [])), self.holdout_images, self.train_on
+        )
+        if self.train_on != "all":
+            self.report.append(
+                f"data={self.name}: training on {len(self.train_positions)} of the "
+                f"{len(records['train'])} train images (data.train_on={self.train_on}, "
+                f"data.holdout_images={self.holdout_images})"
+            )
         if long:
             self.report.append(
                 f"data={self.name}: {long} training captions longer than "
@@ -361,6 +378,8 @@ class CaptionDataModule(pl.LightningDataModule):
             self.hflip,
             mirrored,
         )
+        if self.train_on != "all":  # items keep their position in the whole split (SCST's references)
+            dataset = Subset(dataset, self.train_positions)
         return self._loader(dataset, self.batch_size, shuffle=True)
 
     def eval_dataloader(self, split: str) -> DataLoader:

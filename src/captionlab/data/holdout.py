@@ -1,0 +1,28 @@
+"""A fixed part of the train split set aside, so one stage of training can learn on images the
+other never saw (e.g. cross-entropy on the rest, then self-critical training on the held-out part)."""
+
+from __future__ import annotations
+
+import random
+
+from captionlab.errors import UserError
+
+TRAIN_PARTS = ("all", "rest", "holdout")
+HOLDOUT_SEED = 0  # fixed, not the run's seed: every run that holds out N images holds out the same N
+
+
+def train_positions(num_train: int, holdout_images: int, train_on: str) -> list[int]:
+    """Positions in the train split that `data.train_on` trains on: every image (`all`), all but the
+    `holdout_images` held out (`rest`), or only those (`holdout`). The held-out images are a seeded
+    random draw of the split, the same for every run."""
+    if train_on not in TRAIN_PARTS:
+        raise UserError(f"data.train_on={train_on!r} is not one of {', '.join(TRAIN_PARTS)}")
+    if train_on == "all":
+        return list(range(num_train))
+    if not 0 < holdout_images < num_train:
+        raise UserError(
+            f"data.train_on={train_on} needs 0 < data.holdout_images < {num_train} (the train split's "
+            f"images); it is {holdout_images}"
+        )
+    held = set(random.Random(HOLDOUT_SEED).sample(range(num_train), holdout_images))
+    return [i for i in range(num_train) if (i in held) == (train_on == "holdout")]
