@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from captionlab.cli import CONF_DIR  # noqa: E402
 from captionlab.features import use_cached_features  # noqa: E402
 from captionlab.models.decoders.base import CaptionDecoder  # noqa: E402
+from captionlab.pipelines.common import cpu_has_native_bf16  # noqa: E402
 from captionlab.registry import build  # noqa: E402
 from captionlab.search import BeamSearch, GreedySearch  # noqa: E402
 from captionlab.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: E402
@@ -449,6 +450,8 @@ def benchmark_train_step(args: argparse.Namespace) -> None:
                         "decoder": name,
                         "precision": precision,
                         "threads": torch.get_num_threads(),
+                        "cpu": torch.backends.cpu.get_cpu_capability(),
+                        "cpu_native_bf16": cpu_has_native_bf16(),
                         "images_per_step": args.images,
                         "captions_per_step": captions,
                         "seconds_per_step": round(seconds, 4),

@@ -21,4 +21,5 @@ def test_train_step_benchmark_times_each_decoder_in_both_precisions():
         ("transformer", "32-true"),
         ("transformer", "bf16-mixed"),
     ]
+    assert all(isinstance(line["cpu_native_bf16"], bool) for line in lines)
     assert all(line["captions_per_step"] == 4 and line["seconds_per_step"] > 0 for line in lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ from omegaconf import DictConfig, ListConfig
 from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
 from captionlab.registry import build
+
+log = logging.getLogger(__name__)
 
 
 def ensure_writable(folder: Path) -> None:
@@ -55,6 +58,28 @@ def hydra_choices() -> dict[str, str]:
 def default_device() -> str:
     """Where frozen-encoder features are extracted: the GPU when there is one."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX). Without it torch emulates
+    bf16 autocast, which `scripts/benchmark.py train_step` measured 15x slower than full precision."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: assume native, warn never
+        return True
+
+
+def warn_if_bf16_is_emulated(trainer: DictConfig) -> None:
+    """One warning where `trainer.precision=bf16-*` would run on a CPU that emulates bfloat16."""
+    precision = str(trainer.get("precision", ""))
+    on_cpu = trainer.get("accelerator") == "cpu" or default_device() == "cpu"
+    if precision.startswith("bf16") and on_cpu and not cpu_has_native_bf16():
+        log.warning(
+            "trainer.precision=%s on a CPU without native bfloat16 (%s): torch emulates it and trains "
+            "many times slower; use trainer.precision=32 on this machine",
+            precision,
+            torch.backends.cpu.get_cpu_capability(),
+        )
 
 
 def checkpoint_paths(spec: Any) -> list[str]:

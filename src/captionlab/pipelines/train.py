@@ -21,6 +21,7 @@ from captionlab.pipelines.common import (
     ensure_writable,
     hydra_choices,
     metrics_table,
+    warn_if_bf16_is_emulated,
 )
 from captionlab.registry import build, with_names
 from captionlab.systems.base import BaseSystem, system_class
@@ -129,6 +130,7 @@ def check_run_options(cfg: DictConfig) -> None:
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
     check_run_options(cfg)
+    warn_if_bf16_is_emulated(cfg.trainer)
     resumed = check_resume(cfg) if cfg.get("ckpt_path") else None
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
