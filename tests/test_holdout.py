@@ -42,6 +42,7 @@ def test_the_loader_serves_only_the_chosen_part_with_positions_in_the_whole_spli
         assert len(datamodule.split("train")) == 12  # the split itself is whole
         report = " ".join(datamodule.report)
         assert train_on == "all" or f"training on {4 if train_on == 'holdout' else 8} of the 12" in report
+        assert train_on != "all" or "sets nothing aside while data.train_on=all" in report
         return {int(i) for batch in datamodule.train_dataloader() for i in batch["index"]}
 
     held, rest = served("holdout"), served("rest")

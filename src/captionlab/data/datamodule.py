@@ -261,6 +261,11 @@ class CaptionDataModule(pl.LightningDataModule):
                 f"{len(records['train'])} train images (data.train_on={self.train_on}, "
                 f"data.holdout_images={self.holdout_images})"
             )
+        elif self.holdout_images:
+            self.report.append(
+                f"data={self.name}: data.holdout_images={self.holdout_images} sets nothing aside while "
+                "data.train_on=all: training on every train image (give data.train_on=rest or holdout)"
+            )
         if long:
             self.report.append(
                 f"data={self.name}: {long} training captions longer than "
