@@ -584,6 +584,23 @@ def test_common_trainer_arguments_need_no_plus(tmp_path):
     assert trainer.limit_train_batches == 1.0 and trainer.max_steps == -1
 
 
+def test_a_run_limited_to_no_val_batches_ends_without_val_scores(tmp_path, cache_dir, caplog):
+    """`trainer.limit_val_batches=0` (timing a few training batches) used to end in a KeyError."""
+    from captionlab.pipelines.train import run_training
+
+    overrides = TINY_OVERRIDES + [
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=0",
+        "test=false",
+        f"paths.output_dir={tmp_path}",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    summary = run_training(compose(overrides))
+    assert "val" not in summary and not (tmp_path / "predictions_val.json").exists()
+    assert "val: no batches scored (trainer.limit_val_batches=0?)" in caplog.text
+
+
 def test_a_search_setting_without_its_option_says_which_option():
     for args in (["search.num_beams=5"], ["+search.num_beams=5"]):
         result = run_cli("train.py", *args)

@@ -77,6 +77,45 @@ def test_teacher_forcing_once_per_image_equals_once_per_caption(name):
     torch.testing.assert_close(logits, decoder(memory.index_select(rows), tokens))
 
 
+@pytest.mark.parametrize("name", DECODERS)
+def test_padding_after_a_caption_changes_none_of_its_steps(name):
+    """Teacher forcing on captions of different lengths (the recurrent decoders skip the padding,
+    longest first) gives each caption's real steps exactly what it gets alone."""
+    decoder, memory = _build(name), _memory()
+    rows = torch.tensor([0, 1, 1, 2, 0])
+    lengths = [3, 8, 1, 5, 8]
+    tokens = torch.randint(4, VOCAB, (5, 8))
+    tokens[:, 0] = 1
+    for row, length in enumerate(lengths):
+        tokens[row, length:] = 0  # <pad>
+    logits, _ = decoder.teacher_forcing(memory, tokens, rows)
+    assert logits.shape == (5, 8, VOCAB)
+    for row, length in enumerate(lengths):
+        alone = decoder(memory.index_select(rows[row : row + 1]), tokens[row : row + 1, :length])
+        torch.testing.assert_close(logits[row, :length], alone[0])
+
+
+def test_attention_penalty_and_gradients_with_padded_captions():
+    """The doubly stochastic penalty counts each caption's real steps only, and the loss's
+    gradient reaches every parameter whatever the captions' lengths."""
+    torch.manual_seed(1)
+    decoder = AttentionLSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6, dropout=0.0)
+    decoder = decoder.double().train()
+    memory, rows = _memory(), torch.tensor([2, 0, 1])
+    tokens = torch.tensor([[1, 5, 6, 2, 0, 0], [1, 7, 8, 9, 10, 2], [1, 2, 0, 0, 0, 0]])
+    logits, penalty = decoder.teacher_forcing(memory, tokens, rows)
+    expected = []
+    for row, length in enumerate([4, 6, 2]):
+        _, alone = decoder.teacher_forcing(
+            memory.index_select(rows[row : row + 1]), tokens[row : row + 1, :length]
+        )
+        expected.append(alone)
+    # the penalty is a mean over captions x regions: the same for each caption's own mean
+    torch.testing.assert_close(penalty, torch.stack(expected).mean())
+    (logits.sum() + penalty).backward()
+    assert all(p.grad is not None for p in decoder.parameters())
+
+
 def test_attention_penalty_once_per_image_equals_once_per_caption():
     torch.manual_seed(1)
     decoder = AttentionLSTMDecoder(VOCAB, FEATURES, embed_dim=8, hidden_dim=10, attention_dim=6, dropout=0.0)

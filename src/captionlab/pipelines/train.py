@@ -184,6 +184,19 @@ def _check_vocabulary_coverage(datamodule, cfg: DictConfig) -> None:
         )
 
 
+def _keep_scores(
+    split: str, module: BaseSystem, trainer: pl.Trainer, output_dir: Path, results: dict[str, Any]
+) -> None:
+    """The split's scores into `results` and its captions to predictions_<split>.json; a split
+    limited to no batches (`trainer.limit_<split>_batches=0`, e.g. for timing) has none."""
+    if split not in module.scores:
+        log.warning(f"{split}: no batches scored (trainer.limit_{split}_batches=0?): no {split} scores")
+        return
+    results[split] = module.scores[split]
+    if trainer.is_global_zero:
+        write_predictions(output_dir / f"predictions_{split}.json", module.predictions[split])
+
+
 def _fit_and_score(
     cfg: DictConfig, trainer: pl.Trainer, module: BaseSystem, datamodule, output_dir: Path
 ) -> dict[str, Any]:
@@ -219,15 +232,11 @@ def _fit_and_score(
 
     results: dict[str, Any] = {}
     trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, **safe)
-    results["val"] = module.scores["val"]
-    if trainer.is_global_zero:
-        write_predictions(output_dir / "predictions_val.json", module.predictions["val"])
+    _keep_scores("val", module, trainer, output_dir, results)
     if cfg.get("test", True):
         if datamodule.records.get("test"):
             trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, **safe)
-            results["test"] = module.scores["test"]
-            if trainer.is_global_zero:
-                write_predictions(output_dir / "predictions_test.json", module.predictions["test"])
+            _keep_scores("test", module, trainer, output_dir, results)
         else:
             log.warning(f"data={datamodule.name} has no test captions: test stage skipped")
     summary = {

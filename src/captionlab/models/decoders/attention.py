@@ -14,9 +14,11 @@ from torch import nn
 
 from captionlab.models.decoders.base import (
     CaptionDecoder,
+    LengthSchedule,
     caption_mask,
     masked_softmax,
     memory_state,
+    narrow_state,
     region_mean,
 )
 from captionlab.registry import register
@@ -66,8 +68,9 @@ class AttentionLSTMDecoder(CaptionDecoder):
             **memory_state(memory),
         }
 
-    def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
-        """One step from embedded words [B, E]: (logits [B, V], new state, attention [B, N])."""
+    def _recur(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """One step from embedded words [B, E]: (the deep output's input [B, E], new state,
+        attention [B, N]); the vocabulary layer is applied by the caller."""
         scores = self.attention_score(
             torch.tanh(state["memory_grid_projection"] + self.hidden_attention(state["h"]).unsqueeze(1))
         )
@@ -75,21 +78,23 @@ class AttentionLSTMDecoder(CaptionDecoder):
         context = torch.bmm(alpha.unsqueeze(1), state["memory_grid"]).squeeze(1)  # no [B, N, D] temporary
         context = torch.sigmoid(self.gate(state["h"])) * context
         h, c = self.cell(torch.cat([words, context], dim=-1), (state["h"], state["c"]))
-        logits = self.output(self.dropout(words + self.hidden_out(h) + self.context_out(context)))
-        return logits, {**state, "h": h, "c": c}, alpha
+        return words + self.hidden_out(h) + self.context_out(context), {**state, "h": h, "c": c}, alpha
 
     def _unroll(
         self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced logits [B, T, V] and attention maps [B, T, N]."""
-        state = self.caption_state(memory, rows)
-        words = self.dropout(self.embed(tokens))
-        logits, alphas = [], []
-        for t in range(tokens.shape[1]):
-            step_logits, state, alpha = self._advance(words[:, t], state)
-            logits.append(step_logits)
+        """Teacher-forced logits [B, T, V] and attention maps [B, T, N] (zero after each caption's
+        end); the vocabulary layer runs once over every real step."""
+        schedule = LengthSchedule.of(tokens, self.pad_id)
+        state = self.caption_state(memory, schedule.caption_rows(rows))
+        words = self.dropout(self.embed(tokens.index_select(0, schedule.order)))
+        outputs, alphas = [], []
+        for t, count in enumerate(schedule.active):
+            output, state, alpha = self._recur(words[:count, t], narrow_state(state, count))
+            outputs.append(output)
             alphas.append(alpha)
-        return torch.stack(logits, dim=1), torch.stack(alphas, dim=1)
+        logits = self.output(self.dropout(torch.cat(outputs)))
+        return schedule.unpack(logits), schedule.unpack(torch.cat(alphas))
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
         return self._unroll(memory, tokens)[0]
@@ -110,5 +115,5 @@ class AttentionLSTMDecoder(CaptionDecoder):
         return logits, self.alpha_c * (penalty * regions).sum() / regions.sum().clamp(min=1.0)
 
     def step(self, tokens: torch.Tensor, state: State):
-        logits, state, alpha = self._advance(self.embed(tokens), state)
-        return torch.log_softmax(logits, dim=-1), state, alpha
+        output, state, alpha = self._recur(self.embed(tokens), state)
+        return torch.log_softmax(self.output(self.dropout(output)), dim=-1), state, alpha

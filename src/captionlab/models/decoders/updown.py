@@ -12,7 +12,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captionlab.models.decoders.base import CaptionDecoder, masked_softmax, memory_state, region_mean
+from captionlab.models.decoders.base import (
+    CaptionDecoder,
+    LengthSchedule,
+    masked_softmax,
+    memory_state,
+    narrow_state,
+    region_mean,
+)
 from captionlab.registry import register
 from captionlab.text import SpecialIds
 from captionlab.types import EncoderOutput, State
@@ -59,8 +66,9 @@ class UpDownDecoder(CaptionDecoder):
             **memory_state(memory),
         }
 
-    def _advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
-        """One step from embedded words [B, E]: (logits [B, V], new state, attention [B, N])."""
+    def _recur(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """One step from embedded words [B, E]: (the language LSTM's output [B, H], new state,
+        attention [B, N]); the vocabulary layer is applied by the caller."""
         h1, c1 = self.attention_lstm(
             torch.cat([state["h_language"], state["memory_mean"], words], dim=-1),
             (state["h_attention"], state["c_attention"]),
@@ -73,9 +81,8 @@ class UpDownDecoder(CaptionDecoder):
         h2, c2 = self.language_lstm(
             torch.cat([attended, h1], dim=-1), (state["h_language"], state["c_language"])
         )
-        logits = self.output(self.dropout(h2))
         return (
-            logits,
+            h2,
             {**state, "h_attention": h1, "c_attention": c1, "h_language": h2, "c_language": c2},
             alpha,
         )
@@ -91,15 +98,17 @@ class UpDownDecoder(CaptionDecoder):
     def _unroll(
         self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Teacher-forced logits [B, T, V], the regions projected once per image of `memory`."""
-        state = self.caption_state(memory, rows)
-        words = self.embed(tokens)
-        logits = []
-        for t in range(tokens.shape[1]):
-            step_logits, state, _ = self._advance(words[:, t], state)
-            logits.append(step_logits)
-        return torch.stack(logits, dim=1)
+        """Teacher-forced logits [B, T, V] (zero after each caption's end), the regions projected
+        once per image of `memory` and the vocabulary layer run once over every real step."""
+        schedule = LengthSchedule.of(tokens, self.pad_id)
+        state = self.caption_state(memory, schedule.caption_rows(rows))
+        words = self.embed(tokens.index_select(0, schedule.order))
+        outputs = []
+        for t, count in enumerate(schedule.active):
+            output, state, _ = self._recur(words[:count, t], narrow_state(state, count))
+            outputs.append(output)
+        return schedule.unpack(self.output(self.dropout(torch.cat(outputs))))
 
     def step(self, tokens: torch.Tensor, state: State):
-        logits, state, alpha = self._advance(self.embed(tokens), state)
-        return torch.log_softmax(logits, dim=-1), state, alpha
+        output, state, alpha = self._recur(self.embed(tokens), state)
+        return torch.log_softmax(self.output(self.dropout(output)), dim=-1), state, alpha
