@@ -53,6 +53,7 @@ class LengthSchedule:
     instead of computing and discarding the padded ones."""
 
     order: torch.Tensor  # [B] caption indices, longest first
+    lengths: torch.Tensor  # [B] the sorted captions' lengths (steps up to the last real token)
     active: list[int]  # how many captions are still going at each step (non-increasing)
     rows: torch.Tensor  # [sum(active)] the caption of each packed step output
     times: torch.Tensor  # [sum(active)] the step of each packed step output
@@ -71,7 +72,7 @@ class LengthSchedule:
         times = torch.repeat_interleave(
             torch.arange(len(active), device=tokens.device), torch.tensor(active, device=tokens.device)
         )
-        return cls(order, active, rows, times, (size, steps))
+        return cls(order, sorted_lengths, active, rows, times, (size, steps))
 
     def caption_rows(self, rows: torch.Tensor | None) -> torch.Tensor:
         """Each sorted caption's row of the memory (`rows`: each caption's image, or None)."""

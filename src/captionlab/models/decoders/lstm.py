@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
-from captionlab.models.decoders.base import CaptionDecoder
+from captionlab.models.decoders.base import CaptionDecoder, LengthSchedule
 from captionlab.registry import register
+from captionlab.text import SpecialIds
 from captionlab.types import EncoderOutput, State
 
 
@@ -27,8 +29,10 @@ class LSTMDecoder(CaptionDecoder):
         dropout: float = 0.3,
         feed_image_every_step: bool = False,
         embeddings_file: str | None = None,
+        pad_id: int = SpecialIds.pad,
     ):
         super().__init__()
+        self.pad_id = pad_id
         self.embeddings_file = embeddings_file
         self.vocab_size, self.feed_image_every_step = vocab_size, feed_image_every_step
         self.image_embed = nn.Linear(feature_dim, embed_dim)
@@ -46,10 +50,16 @@ class LSTMDecoder(CaptionDecoder):
         return words
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:
-        image = self.image_embed(memory.pooled)
-        inputs = torch.cat([image.unsqueeze(1), self._words(tokens, image)], dim=1)
-        hidden, _ = self.lstm(self.dropout(inputs))
-        return self.output(self.dropout(hidden[:, 1:]))
+        """Teacher-forced logits [B, T, V], zero after each caption's end: the LSTM runs packed
+        (longest first, no steps on padding) and the vocabulary layer once over the real steps."""
+        schedule = LengthSchedule.of(tokens, self.pad_id)
+        image = self.image_embed(memory.pooled.index_select(0, schedule.order))
+        words = self._words(tokens.index_select(0, schedule.order), image)
+        inputs = torch.cat([image.unsqueeze(1), words], dim=1)
+        packed = pack_padded_sequence(self.dropout(inputs), schedule.lengths.cpu() + 1, batch_first=True)
+        hidden, _ = self.lstm(packed)
+        real = hidden.data[inputs.shape[0] :]  # packed time-major: the image step's outputs first
+        return schedule.unpack(self.output(self.dropout(real)))
 
     def init_state(self, memory: EncoderOutput) -> State:
         image = self.image_embed(memory.pooled)
