@@ -14,11 +14,9 @@ from torch import nn
 
 from captionlab.models.decoders.base import (
     CaptionDecoder,
-    LengthSchedule,
     caption_mask,
     masked_softmax,
     memory_state,
-    narrow_state,
     region_mean,
 )
 from captionlab.registry import register
@@ -85,15 +83,9 @@ class AttentionLSTMDecoder(CaptionDecoder):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits [B, T, V] and attention maps [B, T, N] (zero after each caption's
         end); the vocabulary layer runs once over every real step."""
-        schedule = LengthSchedule.of(tokens, self.pad_id)
-        state = self.caption_state(memory, schedule.caption_rows(rows))
-        words = self.dropout(self.embed(tokens.index_select(0, schedule.order)))
-        outputs, alphas = [], []
-        for t, count in enumerate(schedule.active):
-            output, state, alpha = self._recur(words[:count, t], narrow_state(state, count))
-            outputs.append(output)
-            alphas.append(alpha)
-        logits = self.output(self.dropout(torch.cat(outputs)))
+        words = self.dropout(self.embed(tokens))
+        schedule, outputs, alphas = self.unroll_real_steps(memory, words, tokens, rows)
+        logits = self.output(self.dropout(outputs))
         return schedule.unpack(logits), schedule.unpack(torch.cat(alphas))
 
     def forward(self, memory: EncoderOutput, tokens: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,7 @@ def memory_state(memory: EncoderOutput) -> State:
 
 class CaptionDecoder(nn.Module):
     vocab_size: int
+    pad_id: int
     embed: nn.Embedding
 
     def load_word_vectors(self, path: str | Path, words: Sequence[str]) -> int:
@@ -156,6 +157,26 @@ class CaptionDecoder(nn.Module):
         (e.g. attention's doubly stochastic penalty, in training mode); None when it has none.
         `rows`: each caption's row of `memory` (None: one row per caption)."""
         return self(expand_memory(memory, rows), tokens), None
+
+    def _recur(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+        """A recurrent decoder's step before its vocabulary layer: (output [B, H], state, attention)."""
+        raise NotImplementedError
+
+    def unroll_real_steps(
+        self, memory: EncoderOutput, words: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor | None
+    ) -> tuple[LengthSchedule, torch.Tensor, list[torch.Tensor | None]]:
+        """Teacher forcing through `_recur` over the real steps only: embedded `words` [B, T, E] of
+        `tokens`; returns the schedule, the step outputs in its packed order [sum(active), H] and
+        each step's attention (for `schedule.unpack`)."""
+        schedule = LengthSchedule.of(tokens, self.pad_id)
+        state = self.caption_state(memory, schedule.caption_rows(rows))
+        words = words.index_select(0, schedule.order)
+        outputs, alphas = [], []
+        for t, count in enumerate(schedule.active):
+            output, state, alpha = self._recur(words[:count, t], narrow_state(state, count))
+            outputs.append(output)
+            alphas.append(alpha)
+        return schedule, torch.cat(outputs), alphas
 
     def caption_state(self, memory: EncoderOutput, rows: torch.Tensor | None) -> State:
         """`init_state` computed once per image of `memory`, then copied to one row per caption."""

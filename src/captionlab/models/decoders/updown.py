@@ -14,10 +14,8 @@ from torch import nn
 
 from captionlab.models.decoders.base import (
     CaptionDecoder,
-    LengthSchedule,
     masked_softmax,
     memory_state,
-    narrow_state,
     region_mean,
 )
 from captionlab.registry import register
@@ -100,14 +98,8 @@ class UpDownDecoder(CaptionDecoder):
     ) -> torch.Tensor:
         """Teacher-forced logits [B, T, V] (zero after each caption's end), the regions projected
         once per image of `memory` and the vocabulary layer run once over every real step."""
-        schedule = LengthSchedule.of(tokens, self.pad_id)
-        state = self.caption_state(memory, schedule.caption_rows(rows))
-        words = self.embed(tokens.index_select(0, schedule.order))
-        outputs = []
-        for t, count in enumerate(schedule.active):
-            output, state, _ = self._recur(words[:count, t], narrow_state(state, count))
-            outputs.append(output)
-        return schedule.unpack(self.output(self.dropout(torch.cat(outputs))))
+        schedule, outputs, _ = self.unroll_real_steps(memory, self.embed(tokens), tokens, rows)
+        return schedule.unpack(self.output(self.dropout(outputs)))
 
     def step(self, tokens: torch.Tensor, state: State):
         output, state, alpha = self._recur(self.embed(tokens), state)
