@@ -83,8 +83,9 @@ class AttentionLSTMDecoder(CaptionDecoder):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits [B, T, V] and attention maps [B, T, N] (zero after each caption's
         end); the vocabulary layer runs once over every real step."""
-        words = self.dropout(self.embed(tokens))
-        schedule, outputs, alphas = self.unroll_real_steps(memory, words, tokens, rows)
+        schedule, outputs, alphas = self.unroll_real_steps(
+            memory, tokens, rows, lambda ids: self.dropout(self.embed(ids))
+        )
         logits = self.output(self.dropout(outputs))
         return schedule.unpack(logits), schedule.unpack(torch.cat(alphas))
 

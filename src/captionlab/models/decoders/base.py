@@ -16,7 +16,7 @@ megabytes per step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,14 +163,19 @@ class CaptionDecoder(nn.Module):
         raise NotImplementedError
 
     def unroll_real_steps(
-        self, memory: EncoderOutput, words: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor | None
+        self,
+        memory: EncoderOutput,
+        tokens: torch.Tensor,
+        rows: torch.Tensor | None,
+        embed: Callable[[torch.Tensor], torch.Tensor],
     ) -> tuple[LengthSchedule, torch.Tensor, list[torch.Tensor | None]]:
-        """Teacher forcing through `_recur` over the real steps only: embedded `words` [B, T, E] of
-        `tokens`; returns the schedule, the step outputs in its packed order [sum(active), H] and
+        """Teacher forcing through `_recur` over the real steps only, the words embedded by
+        `embed` (token ids [B, T] -> [B, T, E]) after the captions are sorted, so no embedded copy
+        is moved; returns the schedule, the step outputs in its packed order [sum(active), H] and
         each step's attention (for `schedule.unpack`)."""
         schedule = LengthSchedule.of(tokens, self.pad_id)
         state = self.caption_state(memory, schedule.caption_rows(rows))
-        words = words.index_select(0, schedule.order)
+        words = embed(tokens.index_select(0, schedule.order))
         outputs, alphas = [], []
         for t, count in enumerate(schedule.active):
             output, state, alpha = self._recur(words[:count, t], narrow_state(state, count))

@@ -98,7 +98,7 @@ class UpDownDecoder(CaptionDecoder):
     ) -> torch.Tensor:
         """Teacher-forced logits [B, T, V] (zero after each caption's end), the regions projected
         once per image of `memory` and the vocabulary layer run once over every real step."""
-        schedule, outputs, _ = self.unroll_real_steps(memory, self.embed(tokens), tokens, rows)
+        schedule, outputs, _ = self.unroll_real_steps(memory, tokens, rows, self.embed)
         return schedule.unpack(self.output(self.dropout(outputs)))
 
     def step(self, tokens: torch.Tensor, state: State):
