@@ -60,6 +60,9 @@ def compare_evaluations(
 ) -> dict[str, PairedBootstrap]:
     """The paired bootstrap of B against A for each metric, over the images both captioned (which
     must be the same images: a comparison on different images means nothing)."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise UserError(f"unknown metric {unknown[0]!r}: choose from {', '.join(METRICS)}")
     files = per_image_file(a, split), per_image_file(b, split)
     rows_a, rows_b = (read_per_image(f) for f in files)
     if rows_a.keys() != rows_b.keys():
@@ -71,8 +74,6 @@ def compare_evaluations(
     ids = sorted(rows_a)
     results = {}
     for metric in metrics:
-        if metric not in METRICS:
-            raise UserError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
         results[metric] = paired_bootstrap(
             [rows_a[i][metric] for i in ids],
             [rows_b[i][metric] for i in ids],
