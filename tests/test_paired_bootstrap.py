@@ -82,6 +82,19 @@ def test_evaluations_of_different_images_are_refused(tmp_path):
         compare_evaluations(a, b, split="val")
 
 
+def test_rows_without_the_metric_are_refused_by_name(tmp_path):
+    a = _evaluation(tmp_path / "a", "val", {1: 0.1, 2: 0.5})
+    b = _evaluation(tmp_path / "b", "val", {1: 0.2, 2: 0.6})
+    rows = json.loads((b / "per_image_val.json").read_text())
+    del rows[1]["bleu4"]
+    (b / "per_image_val.json").write_text(json.dumps(rows))
+    assert compare_evaluations(a, b, num_resamples=10)["cider"].difference == pytest.approx(0.1)
+    with pytest.raises(
+        UserError, match=r"per_image_val.json has no 'bleu4' score for 1 of its 2 images \(first: 2.jpg\)"
+    ):
+        compare_evaluations(a, b, metrics=("bleu4",), num_resamples=10)
+
+
 def test_the_script_prints_the_table_and_one_line_errors(tmp_path, monkeypatch, capsys):
     a = _evaluation(tmp_path / "a", "val", dict(enumerate(_scores(300, 6))))
     b = _evaluation(tmp_path / "b", "val", dict(enumerate(_scores(300, 6, shift=0.02))))

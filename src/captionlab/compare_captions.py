@@ -49,6 +49,16 @@ def read_per_image(path: Path) -> dict[str, dict[str, float]]:
         ) from None
 
 
+def _scores(rows: dict[str, dict[str, float]], ids: list[str], metric: str, path: Path) -> list[float]:
+    missing = [i for i in ids if metric not in rows[i]]
+    if missing:
+        raise UserError(
+            f"{path} has no {metric!r} score for {len(missing)} of its {len(ids)} images (first: {missing[0]}): "
+            "evaluate the checkpoint again with this evaluate.py"
+        )
+    return [rows[i][metric] for i in ids]
+
+
 def compare_evaluations(
     a: Path,
     b: Path,
@@ -75,8 +85,8 @@ def compare_evaluations(
     results = {}
     for metric in metrics:
         results[metric] = paired_bootstrap(
-            [rows_a[i][metric] for i in ids],
-            [rows_b[i][metric] for i in ids],
+            _scores(rows_a, ids, metric, files[0]),
+            _scores(rows_b, ids, metric, files[1]),
             num_resamples=num_resamples,
             confidence=confidence,
             seed=seed,
