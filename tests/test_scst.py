@@ -56,7 +56,7 @@ def test_invalid_settings_are_rejected():
 
 
 class _Records:
-    """What `prepare` reads of a DataModule: the training records and the vocabulary."""
+    """What `prepare` reads of a DataModule: the train split, the records it trains on, the vocabulary."""
 
     def __init__(self, vocab):
         from captionlab.types import CaptionRecord
@@ -65,6 +65,9 @@ class _Records:
         self.records = [CaptionRecord(f"{k}.jpg", k, "train", tuple(v)) for k, v in REFERENCES.items()]
 
     def split(self, name):
+        return self.records
+
+    def training_records(self):
         return self.records
 
 

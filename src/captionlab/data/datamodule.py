@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from captionlab.data.holdout import train_positions
+from captionlab.data.holdout import caption_positions, train_positions
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.mirror import mirror_caption, mirror_image
 from captionlab.data.records import SPLITS, canonical_split, records_fingerprint
@@ -160,7 +161,8 @@ class CaptionDataModule(pl.LightningDataModule):
     swapped in its captions (from cached features: the mirror images' features are cached too).
     `holdout_images`, `train_on`: set a fixed random part of the train split aside and train on
     `all` of it, the `rest`, or only the `holdout` (the vocabulary, the feature cache and SCST's
-    document frequencies still come from the whole split).
+    document frequencies still come from the whole split). `holdout_captions` sets a fixed random
+    part of every train image's captions aside instead, chosen the same way by `train_on`.
     `source_options` are the dataset's user-facing options (root, on_error, annotations, ...),
     which the data config passes on to the source.
     """
@@ -182,6 +184,7 @@ class CaptionDataModule(pl.LightningDataModule):
         allow_split_overlap: bool = False,
         hflip: bool = False,
         holdout_images: int = 0,
+        holdout_captions: int = 0,
         train_on: str = "all",
         test_split: str = "test",
         vocab: Vocabulary | None = None,
@@ -197,6 +200,7 @@ class CaptionDataModule(pl.LightningDataModule):
         self.mirrored_features: dict[str, Any] = {}  # split -> the mirror images' features (hflip)
         self.hflip = bool(hflip)
         self.holdout_images = require_int(holdout_images, "data.holdout_images", 0)
+        self.holdout_captions = require_int(holdout_captions, "data.holdout_captions", 0)
         self.train_on = str(train_on)
         self.transform: Callable | None = None
         if preprocessing is not None:
@@ -252,25 +256,54 @@ class CaptionDataModule(pl.LightningDataModule):
         long = sum(len(words) > self.max_caption_len for words in train_words)
         sizes = ", ".join(f"{s} {len(records.get(s, []))}" for s in SPLITS)
         self.report.append(f"data={self.name}: images {sizes}; vocabulary {len(self.vocab)} words ({origin})")
-        self.train_positions = train_positions(
-            len(records.get("train", [])), self.holdout_images, self.train_on
-        )
-        if self.train_on != "all":
-            self.report.append(
-                f"data={self.name}: training on {len(self.train_positions)} of the "
-                f"{len(records['train'])} train images (data.train_on={self.train_on}, "
-                f"data.holdout_images={self.holdout_images})"
-            )
-        elif self.holdout_images:
-            self.report.append(
-                f"data={self.name}: data.holdout_images={self.holdout_images} sets nothing aside while "
-                "data.train_on=all: training on every train image (give data.train_on=rest or holdout)"
-            )
+        self._choose_training_part(records.get("train", []))
         if long:
             self.report.append(
                 f"data={self.name}: {long} training captions longer than "
                 f"data.max_caption_len={self.max_caption_len} words were truncated"
             )
+
+    def _choose_training_part(self, train: list[CaptionRecord]) -> None:
+        """Which train images (`train_positions`) and which of their captions (`training_records`)
+        this run trains on: data.holdout_images or data.holdout_captions with data.train_on."""
+        self._training_records = train
+        if self.holdout_images and self.holdout_captions:
+            raise UserError(f"data={self.name}: give data.holdout_images or data.holdout_captions, not both")
+        if self.holdout_captions and self.train_on != "all":
+            self.train_positions = list(range(len(train)))
+            kept = caption_positions([len(r.captions) for r in train], self.holdout_captions, self.train_on)
+            self._training_records = [
+                replace(r, captions=tuple(r.captions[i] for i in chosen)) for r, chosen in zip(train, kept)
+            ]
+            self.report.append(
+                f"data={self.name}: training on {sum(map(len, kept))} of the "
+                f"{sum(len(r.captions) for r in train)} captions of the {len(train)} train images "
+                f"(data.train_on={self.train_on}, data.holdout_captions={self.holdout_captions})"
+            )
+            return
+        self.train_positions = train_positions(len(train), self.holdout_images, self.train_on)
+        if self.train_on != "all":
+            self.report.append(
+                f"data={self.name}: training on {len(self.train_positions)} of the "
+                f"{len(train)} train images (data.train_on={self.train_on}, "
+                f"data.holdout_images={self.holdout_images})"
+            )
+        elif self.holdout_images or self.holdout_captions:
+            held = (
+                f"data.holdout_images={self.holdout_images}"
+                if self.holdout_images
+                else f"data.holdout_captions={self.holdout_captions}"
+            )
+            self.report.append(
+                f"data={self.name}: {held} sets nothing aside while data.train_on=all: training on "
+                "every train image and caption (give data.train_on=rest or holdout)"
+            )
+
+    def training_records(self) -> list[CaptionRecord]:
+        """The train split as this run trains on it: every image, with only the captions that
+        data.holdout_captions and data.train_on choose (the split itself, `split("train")`, is whole)."""
+        self.prepare()
+        return self._training_records
 
     def _check_overlaps(self, records: dict[str, list[CaptionRecord]]) -> None:
         """Report images that are in two splits; refuse those involving test unless allowed."""
@@ -374,7 +407,7 @@ class CaptionDataModule(pl.LightningDataModule):
                 "features do not have (precomputed features are of the images as they are): set data.hflip=false"
             )
         dataset = TrainDataset(
-            self.split("train"),
+            self.training_records(),
             self.vocab,
             self.transform,
             self.captions_per_image,

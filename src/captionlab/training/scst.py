@@ -106,12 +106,12 @@ class SelfCriticalLoss(nn.Module):
         self._reference: list[nn.Module] = []  # in a list: not a submodule, not trained or saved twice
 
     def prepare(self, datamodule: Any) -> None:
-        """CIDEr-D's document frequencies from the training references, once."""
-        records = datamodule.split("train")
-        self._captions = [list(r.captions) for r in records]
+        """CIDEr-D's document frequencies from the whole train split's references, once; each
+        image's references are the captions this run trains on (data.holdout_captions)."""
+        self._captions = [list(r.captions) for r in datamodule.training_records()]
         self._references = [[self.reward_words(c) for c in captions] for captions in self._captions]
         self._vocab = datamodule.vocab
-        self.cider = CiderD(self._references)
+        self.cider = CiderD([self.reward_words(c) for c in r.captions] for r in datamodule.split("train"))
 
     def reward_words(self, caption: str, ended: bool = True) -> list[str]:
         """The words the reward sees: the caption's, then `<eos>` if it ended (include_eos)."""
