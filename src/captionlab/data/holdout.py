@@ -5,7 +5,6 @@ held-out part)."""
 from __future__ import annotations
 
 import random
-
 from collections.abc import Sequence
 
 from captionlab.errors import UserError
