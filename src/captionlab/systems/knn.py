@@ -150,7 +150,7 @@ class KnnSystem(BaseSystem):
         return self.captioner.longest_caption or self.search.max_new_tokens
 
     def on_fit_start(self) -> None:
-        records = self.trainer.datamodule.split("train")
+        records = self.trainer.datamodule.training_records()  # the captions it may return
         captions = [list(r.captions) for r in records]
         missing = sorted({w for cs in captions for c in cs for w in tokenize(c)} - set(self.vocab.words))
         if missing:
