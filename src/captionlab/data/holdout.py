@@ -24,7 +24,7 @@ def train_positions(num_train: int, holdout_images: int, train_on: str) -> list[
     if not 0 < holdout_images < num_train:
         raise UserError(
             f"data.train_on={train_on} needs 0 < data.holdout_images < {num_train} (the train split's "
-            f"images); it is {holdout_images}"
+            f"images), or data.holdout_captions; data.holdout_images is {holdout_images}"
         )
     held = set(random.Random(HOLDOUT_SEED).sample(range(num_train), holdout_images))
     return [i for i in range(num_train) if (i in held) == (train_on == "holdout")]
