@@ -13,12 +13,22 @@ TRAIN_PARTS = ("all", "rest", "holdout")
 HOLDOUT_SEED = 0  # fixed, not the run's seed: every run that holds out N images holds out the same N
 
 
+def _check_part(train_on: str) -> None:
+    if train_on not in TRAIN_PARTS:
+        raise UserError(f"data.train_on={train_on!r} is not one of {', '.join(TRAIN_PARTS)}")
+
+
+def _chosen(count: int, held_out: int, train_on: str, draw: random.Random) -> list[int]:
+    """The positions among `count` that `train_on` keeps once `held_out` of them are drawn aside."""
+    held = set(draw.sample(range(count), held_out))
+    return [i for i in range(count) if (i in held) == (train_on == "holdout")]
+
+
 def train_positions(num_train: int, holdout_images: int, train_on: str) -> list[int]:
     """Positions in the train split that `data.train_on` trains on: every image (`all`), all but the
     `holdout_images` held out (`rest`), or only those (`holdout`). The held-out images are a seeded
     random draw of the split, the same for every run."""
-    if train_on not in TRAIN_PARTS:
-        raise UserError(f"data.train_on={train_on!r} is not one of {', '.join(TRAIN_PARTS)}")
+    _check_part(train_on)
     if train_on == "all":
         return list(range(num_train))
     if not 0 < holdout_images < num_train:
@@ -26,16 +36,14 @@ def train_positions(num_train: int, holdout_images: int, train_on: str) -> list[
             f"data.train_on={train_on} needs 0 < data.holdout_images < {num_train} (the train split's "
             f"images), or data.holdout_captions; data.holdout_images is {holdout_images}"
         )
-    held = set(random.Random(HOLDOUT_SEED).sample(range(num_train), holdout_images))
-    return [i for i in range(num_train) if (i in held) == (train_on == "holdout")]
+    return _chosen(num_train, holdout_images, train_on, random.Random(HOLDOUT_SEED))
 
 
 def caption_positions(caption_counts: Sequence[int], holdout_captions: int, train_on: str) -> list[list[int]]:
     """For each train image (given its number of captions), the positions of the captions that
     `data.train_on` trains on: all of them (`all`), all but the `holdout_captions` held out (`rest`),
     or only those (`holdout`). The held-out captions are a seeded random draw, the same every run."""
-    if train_on not in TRAIN_PARTS:
-        raise UserError(f"data.train_on={train_on!r} is not one of {', '.join(TRAIN_PARTS)}")
+    _check_part(train_on)
     if train_on == "all":
         return [list(range(count)) for count in caption_counts]
     fewest = min(caption_counts, default=0)
@@ -45,8 +53,4 @@ def caption_positions(caption_counts: Sequence[int], holdout_captions: int, trai
             f"of a train image); it is {holdout_captions}"
         )
     draw = random.Random(HOLDOUT_SEED)
-    positions = []
-    for count in caption_counts:
-        held = set(draw.sample(range(count), holdout_captions))
-        positions.append([i for i in range(count) if (i in held) == (train_on == "holdout")])
-    return positions
+    return [_chosen(count, holdout_captions, train_on, draw) for count in caption_counts]
