@@ -96,12 +96,12 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
         "spice": bool(cfg.metrics.spice),
         "per_image": True,
     }
-    search = _section(cfg, "search")
+    search, rerank = _section(cfg, "search"), _section(cfg, "rerank")
     paths = checkpoint_paths(cfg.ckpt_path)
     module = load_for_inference(
         paths,
         cfg.get("ensemble_weights"),
-        overrides={"metrics": metrics, **({"search": search} if search else {})},
+        overrides={"metrics": metrics, **{k: v for k, v in (("search", search), ("rerank", rerank)) if v}},
     )
     data = _section(cfg, "data") or module.config.get("data")
     if data is None:
@@ -122,6 +122,8 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
         "checkpoint": checkpoints[0] if len(checkpoints) == 1 else checkpoints,
         "search": module.search.config(),
     }
+    if module.rerank is not None:
+        source["rerank"] = module.config["rerank"]
     if len(checkpoints) > 1 or cfg.get("ensemble_weights"):
         source["ensemble_weights"] = module.captioner.decoder.weights
     if split in module.nbest:  # written next to the predictions, not into metrics.json

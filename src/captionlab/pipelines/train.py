@@ -35,7 +35,7 @@ from captionlab.utils.provenance import provenance
 log = logging.getLogger(__name__)
 
 # saved in every checkpoint (data too, so that evaluate.py can score a checkpoint by itself)
-MODULE_SECTIONS = ("model", "data", "encoder", "decoder", "search", "loss", "optim", "metrics")
+MODULE_SECTIONS = ("model", "data", "encoder", "decoder", "search", "rerank", "loss", "optim", "metrics")
 
 
 # settings (last part of the key) that change neither the weights nor the data's meaning: where files
@@ -136,7 +136,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     ensure_writable(output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    module_config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in MODULE_SECTIONS}
+    module_config = {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else None
+        for key in MODULE_SECTIONS
+    }
     if cfg.get("init_from"):
         # a new stage (e.g. loss=scst) from a trained checkpoint: its model, vocabulary and preprocessing
         module = load_system(cfg.init_from, training=module_config)

@@ -25,10 +25,11 @@ from captionlab.metrics.diversity import limit_rate, loop_rate, repeat_rate
 from captionlab.metrics.gather import GeneratedCaptions
 from captionlab.metrics.nbest import nbest_diversity
 from captionlab.metrics.scorer import METRIC_NAMES, get_scorer
+from captionlab.models.encoder_decoder import EncoderDecoder
 from captionlab.registry import build, check_targets, registered_class, with_names
 from captionlab.text import PAD_ID, Vocabulary
 from captionlab.training.rng import capture_rng_states, restore_rng_states
-from captionlab.types import Batch
+from captionlab.types import Batch, SearchOutput
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ class BaseSystem(pl.LightningModule):
         self.config = config = with_names(config, "config")
         self.captioner = self.build_captioner(config)
         self.search = build(config["search"], "search")
+        # evaluate.py rerank=...: reorders each image's returned captions (minimum Bayes risk)
+        self.rerank = build(config["rerank"], "rerank") if config.get("rerank") else None
+        if self.rerank is not None:
+            if not isinstance(self.captioner, EncoderDecoder):
+                raise UserError(
+                    f"rerank={config['rerank']['_target_']} reorders a neural captioner's captions "
+                    f"(model=captioner), not {config['model']['_target_']}'s"
+                )
+            self.rerank.check(self.search)
         # loggers get a flat view with parameter counts instead (train.py), not the vocabulary
         self.save_hyperparameters(
             {
@@ -116,6 +126,8 @@ class BaseSystem(pl.LightningModule):
 
     # training --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if self.rerank is not None:
+            self.rerank.prepare([record.captions for record in self.trainer.datamodule.split("train")])
         trainable = any(p.requires_grad for p in self.parameters())
         if stage == "fit" and self.trainer.world_size > 1 and not trainable:
             raise UserError(
@@ -178,13 +190,20 @@ class BaseSystem(pl.LightningModule):
     def _generate_step(self, batch: Batch) -> None:
         if batch["index"].numel() == 0:
             return
-        output = self.captioner.generate(batch, self.search)
+        output = self.generate(batch)
         self.generated.update(batch["index"], output.best())
         if self._collects_nbest:
             capacity = self.caption_capacity()
             sequences = output.sequences[..., :capacity]
             padded = torch.nn.functional.pad(sequences, (0, capacity - sequences.shape[-1]), value=PAD_ID)
             self.generated_nbest.update(batch["index"], padded.flatten(1))
+
+    def generate(self, batch: Batch) -> SearchOutput:
+        """The search's captions of a batch, best first (as the reranker orders them, if any)."""
+        output = self.captioner.generate(batch, self.search)
+        if self.rerank is not None:
+            output = self.rerank(self.captioner, batch, self.search, output, self.vocab.decode)
+        return output
 
     @property
     def _collects_nbest(self) -> bool:

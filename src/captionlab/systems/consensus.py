@@ -69,15 +69,24 @@ class Consensus:
         self._ngrams: dict[Any, tuple[Counter, int]] = {}
 
     def _counts(self, key: Any, caption: str) -> tuple[Counter, int]:
-        if key not in self._ngrams:
+        """The caption's n-gram counts and length; kept under `key` unless it is None."""
+        if key is None or key not in self._ngrams:
             words = tokenize(caption)
-            self._ngrams[key] = (ngram_counts(words), len(words))
+            counted = (ngram_counts(words), len(words))
+            if key is None:
+                return counted
+            self._ngrams[key] = counted
         return self._ngrams[key]
 
     def scores(self, keys: Sequence[Any], captions: Sequence[str]) -> list[float]:
         """For each candidate, its mean similarity to the other candidates (0 for a lone candidate)."""
         if len(captions) < 2:
             return [0.0] * len(captions)
+        return (self.similarities(keys, captions).sum(dim=1) / (len(captions) - 1)).tolist()
+
+    def similarities(self, keys: Sequence[Any], captions: Sequence[str]) -> torch.Tensor:
+        """[C, C]: the similarity of candidate i (as the hypothesis) to candidate j (as its one
+        reference), 0 on the diagonal. `keys` name captions whose counts are kept (None: not kept)."""
         counted = [self._counts(key, caption) for key, caption in zip(keys, captions)]
         grams = sorted({gram for counts, _ in counted for gram in counts}, key=lambda g: (len(g), g))
         column = {gram: i for i, gram in enumerate(grams)}
@@ -86,6 +95,8 @@ class Consensus:
             for row, (ngrams, _) in enumerate(counted)
             for gram, count in ngrams.items()
         ]
+        if not cells:  # every candidate is empty: nothing in common
+            return torch.zeros(len(counted), len(counted), dtype=torch.float64)
         rows, columns, values = zip(*cells)
         counts = torch.zeros(len(counted), len(grams), dtype=torch.float64)
         counts[list(rows), list(columns)] = torch.tensor(values, dtype=torch.float64)
@@ -96,8 +107,7 @@ class Consensus:
             if self.metric == "cider"
             else self._bleu(counts, order, lengths)
         )
-        similarity.fill_diagonal_(0.0)
-        return (similarity.sum(dim=1) / (len(counted) - 1)).tolist()
+        return similarity.fill_diagonal_(0.0)
 
     @staticmethod
     def _clipped(left: torch.Tensor, right: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

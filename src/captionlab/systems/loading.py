@@ -42,7 +42,7 @@ def load_system(
         )
         stage = None
     config.update(copy.deepcopy(overrides or {}))
-    for section in ("model", "data", "encoder", "decoder", "search", "loss", "optim"):
+    for section in ("model", "data", "encoder", "decoder", "search", "rerank", "loss", "optim"):
         check_targets(config.get(section, {}), f"checkpoint {path}, section '{section}'")
     # The weights come from the checkpoint: do not fetch pretrained ones again.
     config["encoder"].update(
