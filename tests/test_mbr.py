@@ -92,7 +92,7 @@ def test_the_hypothesis_the_evidence_agrees_with_comes_first(with_hypotheses):
 def test_the_order_is_the_expected_utility_the_consensus_gives():
     """With the hypotheses alone as evidence, MBR orders them as consensus re-ranking does."""
     captions = ["a dog runs", "a dog runs on the grass", "a brown dog is running", "a cat on a couch"]
-    output = _reranker(num_samples=0)(
+    output = _reranker(num_samples=0, hypotheses_as_evidence=True)(
         SampledCaptions([[]]),
         {},
         BeamSearch(num_beams=4, num_return_sequences=4),

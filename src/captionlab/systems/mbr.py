@@ -34,7 +34,7 @@ class MinimumBayesRisk:
         top_p: float = 1.0,
         seed: int = 0,
         utility: str = "cider",
-        hypotheses_as_evidence: bool = True,
+        hypotheses_as_evidence: bool = False,
     ):
         if num_samples < 1 and not hypotheses_as_evidence:
             raise OptionError(
