@@ -28,7 +28,7 @@ from captionlab.types import Batch, Search, SearchOutput
 class MinimumBayesRisk:
     def __init__(
         self,
-        num_samples: int = 20,
+        num_samples: int = 50,
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 1.0,
