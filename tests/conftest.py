@@ -60,6 +60,23 @@ def tiny_run(tmp_path_factory, cache_dir):
     return output_dir, cfg, summary
 
 
+def evaluate_checkpoint(ckpt_path: object, output_dir: Path, *overrides: str) -> dict:
+    """evaluate.py's run on a checkpoint (or `[a,b,...]`, an ensemble), without METEOR."""
+    from captionlab.pipelines.evaluate import run_evaluation
+
+    cfg = compose(
+        [
+            f"ckpt_path={ckpt_path}",
+            f"paths.output_dir={output_dir}",
+            "metrics.meteor=false",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ],
+        config_name="evaluate",
+    )
+    return run_evaluation(cfg)
+
+
 def run_cli(
     *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:

@@ -5,26 +5,15 @@ import math
 
 import pytest
 import torch
-from conftest import compose, run_cli
+from conftest import evaluate_checkpoint, run_cli
 
 from captionlab.errors import UserError
 from captionlab.models.encoders import EncoderSet
-from captionlab.pipelines.evaluate import run_evaluation
 from captionlab.systems.loading import load_ensemble, load_system
 
 
 def _evaluate(checkpoints, tmp_path, *overrides):
-    cfg = compose(
-        [
-            f"ckpt_path=[{','.join(str(c) for c in checkpoints)}]",
-            f"paths.output_dir={tmp_path}",
-            "metrics.meteor=false",
-            "trainer.enable_progress_bar=false",
-            *overrides,
-        ],
-        config_name="evaluate",
-    )
-    return run_evaluation(cfg)
+    return evaluate_checkpoint(f"[{','.join(str(c) for c in checkpoints)}]", tmp_path, *overrides)
 
 
 def _variant(checkpoint, target, change):

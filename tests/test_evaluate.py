@@ -3,24 +3,14 @@
 import json
 
 import pytest
-from conftest import compose, run_cli
+from conftest import compose, evaluate_checkpoint, run_cli
 
 from captionlab.errors import UserError
 from captionlab.pipelines.evaluate import run_evaluation
 
 
 def _evaluate(run, tmp_path, *overrides):
-    cfg = compose(
-        [
-            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
-            f"paths.output_dir={tmp_path}",
-            "metrics.meteor=false",
-            "trainer.enable_progress_bar=false",
-            *overrides,
-        ],
-        config_name="evaluate",
-    )
-    return run_evaluation(cfg)
+    return evaluate_checkpoint(run / "checkpoints" / "best.ckpt", tmp_path, *overrides)
 
 
 def _scores(metrics: dict) -> dict:

@@ -5,10 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import compose
+from conftest import evaluate_checkpoint
 
 from captionlab.errors import OptionError
-from captionlab.pipelines.evaluate import run_evaluation
 from captionlab.search.beam import BeamSearch
 from captionlab.systems.consensus import Consensus
 from captionlab.systems.mbr import MinimumBayesRisk
@@ -114,17 +113,7 @@ def test_impossible_settings_are_one_line_errors():
 
 
 def _evaluate(run, out, *overrides):
-    cfg = compose(
-        [
-            f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
-            f"paths.output_dir={out}",
-            "metrics.meteor=false",
-            "trainer.enable_progress_bar=false",
-            *overrides,
-        ],
-        config_name="evaluate",
-    )
-    return run_evaluation(cfg)
+    return evaluate_checkpoint(run / "checkpoints" / "best.ckpt", out, *overrides)
 
 
 def test_evaluate_rerank_mbr_chooses_among_the_beams_captions(tiny_run, tmp_path):
