@@ -28,7 +28,7 @@ from captionlab.search.greedy import GreedySearch
 from captionlab.types import Decoder, EncoderOutput, SearchOutput
 
 
-def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take_per_image(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values [B, M, ...] -> [B, K, ...]: the entries at index [B, K] of each image."""
     shape = index.shape + values.shape[2:]
     return values.gather(1, index.view(*index.shape, *[1] * (values.dim() - 2)).expand(shape))
@@ -105,14 +105,17 @@ class BeamSearch(SearchStrategy):
             candidates = (beam_scores.view(-1, 1) + logprobs).view(batch, beams * vocab)
             top_scores, top_index = self._top_candidates(candidates, vocab)
             source, token = top_index // vocab, top_index % vocab
-            sequences = torch.cat([_take(history, source), token.unsqueeze(-1)], dim=-1)
+            sequences = torch.cat([take_per_image(history, source), token.unsqueeze(-1)], dim=-1)
             attentions = None
             if attention is not None:
                 step_attention = attention.view(batch, beams, 1, -1)
                 attentions = (
-                    torch.cat([_take(attention_history, source), _take(step_attention, source)], dim=2)
+                    torch.cat(
+                        [take_per_image(attention_history, source), take_per_image(step_attention, source)],
+                        dim=2,
+                    )
                     if attention_history is not None
-                    else _take(step_attention, source)
+                    else take_per_image(step_attention, source)
                 )
 
             # as in Hugging Face: only an <eos> among the K best candidates finishes a hypothesis
@@ -125,10 +128,10 @@ class BeamSearch(SearchStrategy):
 
             open_scores = top_scores.masked_fill(token == special.eos, float("-inf"))
             beam_scores, keep = open_scores.topk(beams, dim=1)
-            history = _take(sequences, keep)
-            attention_history = _take(attentions, keep) if attentions is not None else None
-            tokens = _take(token, keep).view(-1)
-            rows = (_take(source, keep) + images.unsqueeze(1) * beams).view(-1)
+            history = take_per_image(sequences, keep)
+            attention_history = take_per_image(attentions, keep) if attentions is not None else None
+            tokens = take_per_image(token, keep).view(-1)
+            rows = (take_per_image(source, keep) + images.unsqueeze(1) * beams).view(-1)
             state = decoder.reorder_beams(state, rows)
 
             done = done | self._cannot_improve(pool["normalized"], beam_scores, step)
@@ -139,7 +142,7 @@ class BeamSearch(SearchStrategy):
                 key: value.view(images_count, groups * beams, *value.shape[2:]) for key, value in pool.items()
             }
             best = pool["normalized"].topk(groups * beams, dim=1).indices
-            pool = {key: _take(value, best) for key, value in pool.items()}
+            pool = {key: take_per_image(value, best) for key, value in pool.items()}
         return self._output(pool)
 
     def _top_candidates(self, candidates: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +168,7 @@ class BeamSearch(SearchStrategy):
             token = top_index % vocab
             # the words this group continues with: its K best candidates that do not end
             open_scores = top_scores.masked_fill(token == self.special.eos, float("-inf"))
-            kept = _take(token.unsqueeze(-1), open_scores.topk(beams, dim=1).indices).squeeze(-1)
+            kept = take_per_image(token.unsqueeze(-1), open_scores.topk(beams, dim=1).indices).squeeze(-1)
             counts.scatter_add_(1, kept, torch.ones_like(kept, dtype=counts.dtype))
             scores.append(top_scores)
             indices.append(top_index)
@@ -213,7 +216,7 @@ class BeamSearch(SearchStrategy):
                 [pool["attentions"], F.pad(attentions, (0, 0, 0, pad))], dim=1
             )
         best = everything["normalized"].topk(self.num_beams // self.num_beam_groups, dim=1).indices
-        return {key: _take(value, best) for key, value in everything.items()}
+        return {key: take_per_image(value, best) for key, value in everything.items()}
 
     def _output(self, pool: dict) -> SearchOutput:
         returned = self.num_return_sequences

@@ -20,6 +20,7 @@ import torch
 from captionlab.errors import OptionError, UserError
 from captionlab.registry import register
 from captionlab.search import SampleSearch
+from captionlab.search.beam import take_per_image
 from captionlab.systems.consensus import CONSENSUS_METRICS, Consensus
 from captionlab.types import Batch, Search, SearchOutput
 
@@ -113,13 +114,10 @@ class MinimumBayesRisk:
 
 def reordered(output: SearchOutput, index: torch.Tensor) -> SearchOutput:
     """The output with each image's returned captions in the order `index` [B, R] gives."""
-
-    def take(values: torch.Tensor | None) -> torch.Tensor | None:
-        if values is None:
-            return None
-        shape = index.shape + values.shape[2:]
-        return values.gather(1, index.view(*index.shape, *[1] * (values.dim() - 2)).expand(shape))
-
+    attentions, normalized = output.attentions, output.normalized_scores
     return SearchOutput(
-        take(output.sequences), take(output.scores), take(output.attentions), take(output.normalized_scores)
+        take_per_image(output.sequences, index),
+        take_per_image(output.scores, index),
+        take_per_image(attentions, index) if attentions is not None else None,
+        take_per_image(normalized, index) if normalized is not None else None,
     )
