@@ -22,7 +22,7 @@ TRAINING = [
 VOCAB = Vocabulary.build([c for captions in TRAINING for c in captions])
 
 
-def _ids(captions: list[str], length: int = 8) -> torch.Tensor:
+def _ids(captions: list[str], length: int = 10) -> torch.Tensor:
     rows = [VOCAB.encode(c)[1:] for c in captions]  # words and <eos>, no <bos>
     return torch.tensor([row + [0] * (length - len(row)) for row in rows])
 
@@ -46,7 +46,9 @@ def _hypotheses(per_image: list[list[str]]) -> SearchOutput:
     count = sequences.shape[1]
     scores = -torch.arange(count, dtype=torch.float).repeat(len(per_image), 1)  # the search's order
     attentions = (
-        torch.arange(count, dtype=torch.float).view(1, count, 1, 1).expand(len(per_image), count, 8, 2)
+        torch.arange(count, dtype=torch.float)
+        .view(1, count, 1, 1)
+        .expand(len(per_image), count, sequences.shape[2], 2)
     )
     return SearchOutput(sequences, scores, attentions.clone(), scores.clone())
 
@@ -103,11 +105,53 @@ def test_the_order_is_the_expected_utility_the_consensus_gives():
     assert [VOCAB.decode(row) for row in output.sequences[0]] == [captions[i] for i in expected]
 
 
+# CIDEr-D, BLEU-4 and their weighted sum each choose a different one of these
+MIXED = [
+    "a dog runs",
+    "a brown dog is running",
+    "a cat on a couch",
+    "a brown dog runs on the grass outside",
+    "a cat",
+]
+
+
+@pytest.mark.parametrize("utility", ["cider", "bleu", {"cider": 1, "bleu": 5}, {"cider": 1, "bleu": 0}])
+def test_a_weighted_utility_orders_by_the_weighted_sum_of_its_measures(utility):
+    """utility={cider: a, bleu: b} is the weighted sum of the two consensus measures; a name is weight 1."""
+    output = _reranker(num_samples=0, hypotheses_as_evidence=True, utility=utility)(
+        SampledCaptions([[]]),
+        {},
+        BeamSearch(num_beams=5, num_return_sequences=5),
+        _hypotheses([MIXED]),
+        VOCAB.decode,
+    )
+    weights = {utility: 1} if isinstance(utility, str) else utility
+    utility = [
+        sum(w * s for w, s in zip(weights.values(), per_metric))
+        for per_metric in zip(*(Consensus(m, TRAINING).scores([None] * 5, MIXED) for m in weights))
+    ]
+    expected = sorted(range(5), key=lambda i: (-utility[i], i))
+    assert [VOCAB.decode(row) for row in output.sequences[0]] == [MIXED[i] for i in expected]
+
+
+def test_the_weighted_sum_chooses_neither_measures_favourite():
+    """The weighted test above can fail: each utility puts a different caption first."""
+    cider, bleu = (Consensus(m, TRAINING).scores([None] * 5, MIXED) for m in ("cider", "bleu"))
+    mixed = [c + 5 * b for c, b in zip(cider, bleu)]
+    assert len({max(range(5), key=u.__getitem__) for u in (cider, bleu, mixed)}) == 3
+
+
 def test_impossible_settings_are_one_line_errors():
     with pytest.raises(OptionError, match="num_return_sequences"):
         MinimumBayesRisk().check(BeamSearch(num_beams=3))
     with pytest.raises(OptionError, match="rerank.utility=rouge"):
         MinimumBayesRisk(utility="rouge")
+    with pytest.raises(OptionError, match="rerank.utility=.*rouge"):
+        MinimumBayesRisk(utility={"cider": 1, "rouge": 1})
+    with pytest.raises(OptionError, match="at least one above 0"):
+        MinimumBayesRisk(utility={"cider": 0, "bleu": 0})
+    with pytest.raises(OptionError, match="0 or more"):
+        MinimumBayesRisk(utility={"cider": 1, "bleu": -1})
     with pytest.raises(OptionError, match="no evidence"):
         MinimumBayesRisk(num_samples=0, hypotheses_as_evidence=False)
 

@@ -4,8 +4,9 @@ own distribution agrees with most (Kumar & Byrne 2004; sampling-based MBR, Eikem
 
 The expected utility of a hypothesis is estimated by its mean similarity to `num_samples` captions
 sampled from the model (the evidence) and, with `hypotheses_as_evidence`, to the other hypotheses.
-Similarity: CIDEr-D with the training captions' document frequencies, or smoothed BLEU-4, the
-consensus measures of `systems/consensus.py`. Beam search returns the most probable caption; MBR
+Similarity: CIDEr-D with the training captions' document frequencies, smoothed BLEU-4 (the
+consensus measures of `systems/consensus.py`), or a weighted sum of the two (`utility={cider: 1,
+bleu: 5}`: CIDEr-D's similarities run up to 10, BLEU-4's up to 1). Beam search returns the most probable caption; MBR
 returns the most typical one, which is what consensus metrics such as CIDEr reward.
 
 The evidence is drawn by a seeded sampler of its own, so an evaluation is the same every run.
@@ -13,7 +14,7 @@ The evidence is drawn by a seeded sampler of its own, so an evaluation is the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -34,7 +35,7 @@ class MinimumBayesRisk:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
-        utility: str = "cider",
+        utility: str | Mapping[str, float] = "cider",
         hypotheses_as_evidence: bool = False,
     ):
         if num_samples < 1 and not hypotheses_as_evidence:
@@ -42,16 +43,15 @@ class MinimumBayesRisk:
                 f"rerank.num_samples={num_samples} with hypotheses_as_evidence=false leaves no evidence: "
                 "give 1 or more samples"
             )
-        if utility not in CONSENSUS_METRICS:
-            raise OptionError(f"rerank.utility={utility}: choose one of {', '.join(CONSENSUS_METRICS)}")
+        self.utility = utility_weights(utility)
         self.num_samples, self.temperature, self.top_k, self.top_p = num_samples, temperature, top_k, top_p
-        self.seed, self.utility, self.hypotheses_as_evidence = seed, utility, hypotheses_as_evidence
-        self._consensus: Consensus | None = None
+        self.seed, self.hypotheses_as_evidence = seed, hypotheses_as_evidence
+        self._consensus: dict[str, Consensus] | None = None
         self._sampler: SampleSearch | None = None
 
     def prepare(self, training_references: Sequence[Sequence[str]]) -> None:
         """CIDEr-D's document frequencies come from the training captions, as for SCST's reward."""
-        self._consensus = Consensus(self.utility, training_references)
+        self._consensus = {metric: Consensus(metric, training_references) for metric in self.utility}
 
     def check(self, search: Search) -> None:
         """MBR chooses among the search's captions: it needs several."""
@@ -101,7 +101,11 @@ class MinimumBayesRisk:
         order = []
         for own, sampled in zip(hypotheses.tolist(), evidence):
             captions = [decode(tokens) for tokens in own + sampled]
-            similarity = self._consensus.similarities([None] * len(captions), captions)[:count]
+            keys = [None] * len(captions)
+            similarity = sum(
+                weight * self._consensus[metric].similarities(keys, captions)[:count]
+                for metric, weight in self.utility.items()
+            )
             if self.hypotheses_as_evidence:
                 utility = similarity.sum(dim=1) / max(len(captions) - 1, 1)
             else:
@@ -110,6 +114,20 @@ class MinimumBayesRisk:
             order.append(sorted(range(count), key=lambda i: (-float(utility[i]), i)))
         index = torch.tensor(order, device=hypotheses.device)
         return reordered(output, index)
+
+
+def utility_weights(utility: str | Mapping[str, float]) -> dict[str, float]:
+    """`cider`, `bleu` or {metric: weight}: the utility as the weights of its consensus measures."""
+    weights = {utility: 1.0} if isinstance(utility, str) else {str(k): float(v) for k, v in utility.items()}
+    unknown = [metric for metric in weights if metric not in CONSENSUS_METRICS]
+    if unknown or not weights:
+        raise OptionError(
+            f"rerank.utility={utility}: choose one of {', '.join(CONSENSUS_METRICS)}, or weights of them "
+            "such as {cider: 1, bleu: 5}"
+        )
+    if any(weight < 0 for weight in weights.values()) or not any(weights.values()):
+        raise OptionError(f"rerank.utility={utility}: the weights must be 0 or more, at least one above 0")
+    return {metric: weight for metric, weight in weights.items() if weight}
 
 
 def reordered(output: SearchOutput, index: torch.Tensor) -> SearchOutput:
