@@ -71,6 +71,39 @@ def test_n_best_with_scores(tiny_run, tmp_path):
     assert all(r["hypotheses"][0]["caption"] == r["caption"] for r in results)
 
 
+def test_rerank_mbr_orders_the_beams_captions_by_consensus(tiny_run, tmp_path):
+    """caption.py rerank=mbr: the beam's captions in MBR order (with the beams as the only evidence,
+    their CIDEr-D consensus order, the training captions read from the checkpoint's data); the
+    CIDEr-D utility without readable training captions is an error, BLEU-4 needs none."""
+    from captionlab.registry import build
+    from captionlab.systems.consensus import Consensus
+
+    run, cfg, _ = tiny_run
+    _test_images(run, cfg, tmp_path / "images", count=6)
+    checkpoint = run / "checkpoints" / "best.ckpt"
+    beam = ["search=beam", "search.num_beams=4", "search.num_return_sequences=4", "rerank=mbr"]
+    plain = _caption(checkpoint, tmp_path / "images", tmp_path / "beam", *beam[:3])
+    consensus = ["rerank.num_samples=0", "rerank.hypotheses_as_evidence=true"]
+    mbr = _caption(checkpoint, tmp_path / "images", tmp_path / "mbr", *beam, *consensus)
+    utility = Consensus("cider", [r.captions for r in build(cfg.data, "data").split("train")])
+    reordered = 0
+    for before, after in zip(plain, mbr):
+        captions = [h["caption"] for h in before["hypotheses"]]
+        scores = utility.scores([None] * len(captions), captions)
+        expected = sorted(range(len(captions)), key=lambda i: (-scores[i], i))
+        assert [h["caption"] for h in after["hypotheses"]] == [captions[i] for i in expected]
+        assert after["caption"] == captions[expected[0]]
+        reordered += expected != sorted(expected)
+    assert reordered  # the check above could tell MBR's order from the beam's
+    missing = ["data=flickr8k", f"data.root={tmp_path / 'no_such_folder'}"]
+    with pytest.raises(UserError, match="needs the training captions.*rerank.utility=bleu"):
+        _caption(checkpoint, tmp_path / "images", tmp_path / "cider", *beam, *missing)
+    bleu = _caption(
+        checkpoint, tmp_path / "images", tmp_path / "bleu", *beam, "rerank.utility=bleu", *missing
+    )
+    assert len(bleu) == 6 and all(len(r["hypotheses"]) == 4 for r in bleu)
+
+
 def test_overlay_has_one_panel_per_word():
     image = Image.new("RGB", (64, 48), "red")
     words = ["a", "red", "square", "on", "grey", "<eos>", "x"]

@@ -10,14 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from captionlab.data.datamodule import collate
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError
 from captionlab.features.precomputed import precomputed_inputs, uses_precomputed
-from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable
+from captionlab.pipelines.common import (
+    checkpoint_datamodule,
+    checkpoint_paths,
+    default_device,
+    ensure_writable,
+    named_section,
+)
 from captionlab.systems.loading import load_for_inference
 from captionlab.utils.io import atomic_write, write_json
 from captionlab.viz.attention import caption_overlay
@@ -67,15 +73,32 @@ def _pixel_inputs(
     return images, skipped
 
 
+def _training_captions(cfg: DictConfig, module: Any, checkpoint: str) -> list[list[str]]:
+    """The captions of the checkpoint's training images (for rerank=mbr's CIDEr-D utility)."""
+    try:
+        datamodule = checkpoint_datamodule(cfg, module, checkpoint)
+        return [record.captions for record in datamodule.split("train")]
+    except UserError as err:
+        raise UserError(
+            f"rerank=mbr with the CIDEr-D utility needs the training captions for its document "
+            f"frequencies, and they cannot be read: {err} (or use rerank.utility=bleu, which needs none)"
+        ) from None
+
+
 def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
-    search = OmegaConf.to_container(cfg.search, resolve=True) if cfg.get("search") else None
+    search, rerank = named_section(cfg, "search"), named_section(cfg, "rerank")
+    paths = checkpoint_paths(cfg.ckpt_path)
     module = load_for_inference(
-        checkpoint_paths(cfg.ckpt_path),
+        paths,
         cfg.get("ensemble_weights"),
-        overrides={"search": search} if search else None,
+        overrides={k: v for k, v in (("search", search), ("rerank", rerank)) if v},
     )
+    if module.rerank is not None:
+        module.rerank.prepare(
+            _training_captions(cfg, module, paths[0]) if module.rerank.needs_training_captions else []
+        )
     device = _device(str(cfg.device))
     captioner = module.captioner.to(device).eval()
     if uses_precomputed(module.preprocessing):
@@ -90,7 +113,7 @@ def run_captioning(cfg: DictConfig) -> list[dict[str, Any]]:
         batch = images[start : start + int(cfg.batch_size)]
         collated = collate([{**item, "index": row} for row, (_, item) in enumerate(batch)])
         inputs = {key: value.to(device) for key, value in collated.items() if key != "index"}
-        output = captioner.generate(inputs, module.search)
+        output = module.generate(inputs)
         # retrieval models also say which training images their captions come from
         neighbours = captioner.neighbours(inputs) if hasattr(captioner, "neighbours") else None
         for row, (path, item) in enumerate(batch):

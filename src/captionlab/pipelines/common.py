@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from captionlab.errors import UserError
 from captionlab.metrics.scorer import METRIC_NAMES
@@ -27,6 +27,24 @@ def ensure_writable(folder: Path) -> None:
             f"cannot write to the output folder {folder} ({err.strerror}): "
             "set paths.log_dir (or hydra.run.dir) to a writable folder"
         ) from None
+
+
+def named_section(cfg: DictConfig, name: str) -> dict[str, Any] | None:
+    """A config group the user named on the command line, as plain data (None: not named)."""
+    node = cfg.get(name)
+    return OmegaConf.to_container(node, resolve=True) if node else None
+
+
+def checkpoint_datamodule(cfg: DictConfig, module: Any, checkpoint: str | Path, **options: Any) -> Any:
+    """The data a checkpoint was trained on (or the `data=` named on the command line), prepared."""
+    data = named_section(cfg, "data") or module.config.get("data")
+    if data is None:
+        raise UserError(
+            f"{checkpoint} does not record its data: name it, e.g. data=flickr8k data.root=<folder>"
+        )
+    datamodule = build(data, "data", vocab=module.vocab, preprocessing=module.preprocessing, **options)
+    datamodule.prepare()
+    return datamodule
 
 
 def build_all(section: DictConfig | None, what: str) -> list[Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from captionlab.data.images import load_image
 from captionlab.data.records import canonical_split
@@ -27,7 +27,14 @@ from captionlab.metrics.chair import ObjectWords, chair
 from captionlab.metrics.clip_score import load_clip, score_split
 from captionlab.metrics.diversity import diversity
 from captionlab.metrics.scorer import get_scorer
-from captionlab.pipelines.common import checkpoint_paths, default_device, ensure_writable, metrics_table
+from captionlab.pipelines.common import (
+    checkpoint_datamodule,
+    checkpoint_paths,
+    default_device,
+    ensure_writable,
+    metrics_table,
+    named_section,
+)
 from captionlab.registry import build
 from captionlab.systems.loading import load_for_inference
 from captionlab.utils.io import read_text, write_json, write_predictions
@@ -35,12 +42,6 @@ from captionlab.utils.io import read_text, write_json, write_predictions
 log = logging.getLogger(__name__)
 
 EVALUATED_SPLITS = ("val", "test")
-
-
-def _section(cfg: DictConfig, name: str) -> dict[str, Any] | None:
-    """A config group the user named on the command line, as plain data (None: not named)."""
-    node = cfg.get(name)
-    return OmegaConf.to_container(node, resolve=True) if node else None
 
 
 def read_results_file(path: str | Path, references: dict[Any, list[str]]) -> dict[Any, str]:
@@ -96,20 +97,14 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
         "spice": bool(cfg.metrics.spice),
         "per_image": True,
     }
-    search, rerank = _section(cfg, "search"), _section(cfg, "rerank")
+    search, rerank = named_section(cfg, "search"), named_section(cfg, "rerank")
     paths = checkpoint_paths(cfg.ckpt_path)
     module = load_for_inference(
         paths,
         cfg.get("ensemble_weights"),
         overrides={"metrics": metrics, **{k: v for k, v in (("search", search), ("rerank", rerank)) if v}},
     )
-    data = _section(cfg, "data") or module.config.get("data")
-    if data is None:
-        raise UserError(
-            f"{paths[0]} does not record its data: name it, e.g. data=flickr8k data.root=<folder>"
-        )
-    datamodule = build(data, "data", vocab=module.vocab, preprocessing=module.preprocessing, test_split=split)
-    datamodule.prepare()
+    datamodule = checkpoint_datamodule(cfg, module, paths[0], test_split=split)
     datamodule.split(split)  # a clear error when the data has no such split
     if use_cached_features(datamodule, module.captioner.encoder, default_device()):
         log.info(datamodule.report[-1])
@@ -132,7 +127,7 @@ def _caption_with_checkpoint(cfg: DictConfig, split: str):
 
 
 def _score_results_file(cfg: DictConfig, split: str):
-    data = _section(cfg, "data")
+    data = named_section(cfg, "data")
     if data is None:
         raise UserError("predictions= needs the data it was made for: add data=<name> data.root=<folder>")
     datamodule = build(data, "data")

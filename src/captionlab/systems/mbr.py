@@ -49,6 +49,11 @@ class MinimumBayesRisk:
         self._consensus: dict[str, Consensus] | None = None
         self._sampler: SampleSearch | None = None
 
+    @property
+    def needs_training_captions(self) -> bool:
+        """CIDEr-D weighs n-grams by the training captions' document frequencies; BLEU-4 needs none."""
+        return "cider" in self.utility
+
     def prepare(self, training_references: Sequence[Sequence[str]]) -> None:
         """CIDEr-D's document frequencies come from the training captions, as for SCST's reward."""
         self._consensus = {metric: Consensus(metric, training_references) for metric in self.utility}
