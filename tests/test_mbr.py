@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import evaluate_checkpoint
 
-from captionlab.errors import OptionError
+from captionlab.errors import OptionError, UserError
+from captionlab.registry import register
 from captionlab.search.beam import BeamSearch
 from captionlab.systems.consensus import Consensus
 from captionlab.systems.mbr import MinimumBayesRisk
@@ -181,3 +182,18 @@ def test_evaluate_rerank_mbr_chooses_among_the_beams_captions(tiny_run, tmp_path
     assert mbr["val"]["oracle_cider"] == pytest.approx(plain["val"]["oracle_cider"])
     with pytest.raises(OptionError, match="num_return_sequences"):
         _evaluate(run, tmp_path / "one", "search=beam", "rerank=mbr")
+
+
+@register("rerank", "test_not_a_reranker")
+class NotAReranker:
+    def __init__(self, **options):
+        self.options = options
+
+
+def test_a_rerank_component_without_the_interface_is_a_one_line_error(tiny_run, tmp_path):
+    run, _, _ = tiny_run
+    beam = ["search=beam", "search.num_beams=2", "search.num_return_sequences=2"]
+    with pytest.raises(
+        UserError, match="test_not_a_reranker is not a reranker: implement captionlab.types.Reranker"
+    ):
+        _evaluate(run, tmp_path, *beam, "rerank=mbr", "rerank._target_=rerank/test_not_a_reranker")

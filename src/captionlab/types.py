@@ -5,6 +5,7 @@ part to learn its shape."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
@@ -126,3 +127,24 @@ class Search(Protocol):
     def __call__(self, decoder: Decoder, memory: EncoderOutput) -> SearchOutput: ...
 
     def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders each image's returned captions (`rerank=...`, e.g. systems/mbr.py), the chosen first."""
+
+    # whether prepare() needs the training captions (caption.py reads them only then)
+    needs_training_captions: bool
+
+    def prepare(self, training_references: Sequence[Sequence[str]]) -> None: ...
+
+    def check(self, search: Search) -> None: ...
+
+    def __call__(
+        self,
+        captioner: torch.nn.Module,
+        batch: Batch,
+        search: Search,
+        output: SearchOutput,
+        decode: Callable[[Sequence[int]], str],
+    ) -> SearchOutput: ...

@@ -29,7 +29,7 @@ from captionlab.models.encoder_decoder import EncoderDecoder
 from captionlab.registry import build, check_targets, registered_class, with_names
 from captionlab.text import PAD_ID, Vocabulary
 from captionlab.training.rng import capture_rng_states, restore_rng_states
-from captionlab.types import Batch, SearchOutput
+from captionlab.types import Batch, Reranker, SearchOutput
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ class BaseSystem(pl.LightningModule):
         # evaluate.py rerank=...: reorders each image's returned captions (minimum Bayes risk)
         self.rerank = build(config["rerank"], "rerank") if config.get("rerank") else None
         if self.rerank is not None:
+            if not isinstance(self.rerank, Reranker):
+                raise UserError(
+                    f"rerank={config['rerank']['_target_']} is not a reranker: implement "
+                    "captionlab.types.Reranker (needs_training_captions, prepare, check, __call__)"
+                )
             if not isinstance(self.captioner, EncoderDecoder):
                 raise UserError(
                     f"rerank={config['rerank']['_target_']} reorders a neural captioner's captions "

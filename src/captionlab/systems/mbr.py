@@ -6,8 +6,10 @@ The expected utility of a hypothesis is estimated by its mean similarity to `num
 sampled from the model (the evidence) and, with `hypotheses_as_evidence`, to the other hypotheses.
 Similarity: CIDEr-D with the training captions' document frequencies, smoothed BLEU-4 (the
 consensus measures of `systems/consensus.py`), or a weighted sum of the two (`utility={cider: 1,
-bleu: 5}`: CIDEr-D's similarities run up to 10, BLEU-4's up to 1). Beam search returns the most probable caption; MBR
-returns the most typical one, which is what consensus metrics such as CIDEr reward.
+bleu: 10}`: CIDEr-D's similarities run up to 10, BLEU-4's up to 1). Beam search returns the most
+probable caption; MBR returns the most typical one, which is what consensus metrics reward.
+
+A reranker of your own: register it in group "rerank" and implement `types.Reranker`.
 
 The evidence is drawn by a seeded sampler of its own, so an evaluation is the same every run.
 """
