@@ -8,7 +8,9 @@ import torch
 from conftest import evaluate_checkpoint
 
 from captionlab.errors import OptionError, UserError
+from captionlab.models.encoder_decoder import EncoderDecoder
 from captionlab.registry import register
+from captionlab.search import SampleSearch
 from captionlab.search.beam import BeamSearch
 from captionlab.systems.consensus import Consensus
 from captionlab.systems.mbr import MinimumBayesRisk
@@ -28,18 +30,19 @@ def _ids(captions: list[str], length: int = 10) -> torch.Tensor:
     return torch.tensor([row + [0] * (length - len(row)) for row in rows])
 
 
-class SampledCaptions(torch.nn.Module):
-    """A captioner whose every search returns the given captions (the evidence)."""
+class SampledCaptions:
+    """Stands in for the reranker's sampler: every draw returns the given captions (the evidence)
+    and records the sampler and the features it was given."""
 
-    def __init__(self, per_image: list[list[str]]):
-        super().__init__()
-        self.per_image = per_image
-        self.searches = []
+    def __init__(self, monkeypatch, per_image: list[list[str]]):
+        self.calls = []
 
-    def generate(self, batch, search):
-        self.searches.append(search)
-        sequences = torch.stack([_ids(captions) for captions in self.per_image])
-        return SearchOutput(sequences, torch.zeros(sequences.shape[:2]))
+        def sample(sampler, decoder, memory):
+            self.calls.append((sampler, decoder, memory))
+            sequences = torch.stack([_ids(captions) for captions in per_image])
+            return SearchOutput(sequences, torch.zeros(sequences.shape[:2]))
+
+        monkeypatch.setattr(SampleSearch, "__call__", sample)
 
 
 def _hypotheses(per_image: list[list[str]]) -> SearchOutput:
@@ -61,7 +64,7 @@ def _reranker(**options) -> MinimumBayesRisk:
 
 
 @pytest.mark.parametrize("with_hypotheses", [True, False])
-def test_the_hypothesis_the_evidence_agrees_with_comes_first(with_hypotheses):
+def test_the_hypothesis_the_evidence_agrees_with_comes_first(with_hypotheses, monkeypatch):
     hypotheses = _hypotheses(
         [
             ["a cat on a sofa", "a dog runs on the grass", "a red car"],
@@ -69,14 +72,16 @@ def test_the_hypothesis_the_evidence_agrees_with_comes_first(with_hypotheses):
         ]
     )
     evidence = SampledCaptions(
+        monkeypatch,
         [
             ["a brown dog runs on the grass", "a dog runs on grass", "a dog on the grass"],
             ["a red car parked on the street", "a car on the street", "a car parked outside"],
-        ]
+        ],
     )
     search = BeamSearch(num_beams=3, num_return_sequences=3)
+    decoder, memory = object(), object()
     output = _reranker(num_samples=3, hypotheses_as_evidence=with_hypotheses)(
-        evidence, {}, search, hypotheses, VOCAB.decode
+        decoder, memory, search, hypotheses, VOCAB.decode
     )
     chosen = [VOCAB.decode(row) for row in output.best()]
     assert chosen == ["a dog runs on the grass", "a car parked on the street"]
@@ -85,8 +90,10 @@ def test_the_hypothesis_the_evidence_agrees_with_comes_first(with_hypotheses):
     assert output.scores[:, 0].tolist() == [-1.0, -2.0]
     assert output.attentions[:, 0, 0, 0].tolist() == [1.0, 2.0]
     assert sorted(output.scores[0].tolist()) == sorted(hypotheses.scores[0].tolist())
-    # the evidence is sampled with the search's length limit, num_samples per image, seeded
-    sampler = evidence.searches[0]
+    # the evidence is sampled from the same decoder and features, with the search's length limit,
+    # num_samples per image, seeded
+    [(sampler, sampled_decoder, sampled_memory)] = evidence.calls
+    assert sampled_decoder is decoder and sampled_memory is memory
     assert sampler.num_return_sequences == 3 and sampler.max_new_tokens == search.max_new_tokens
     assert sampler.seed == 0 and sampler.do_sample
 
@@ -95,8 +102,8 @@ def test_the_order_is_the_expected_utility_the_consensus_gives():
     """With the hypotheses alone as evidence, MBR orders them as consensus re-ranking does."""
     captions = ["a dog runs", "a dog runs on the grass", "a brown dog is running", "a cat on a couch"]
     output = _reranker(num_samples=0, hypotheses_as_evidence=True)(
-        SampledCaptions([[]]),
-        {},
+        None,
+        None,
         BeamSearch(num_beams=4, num_return_sequences=4),
         _hypotheses([captions]),
         VOCAB.decode,
@@ -120,8 +127,8 @@ MIXED = [
 def test_a_weighted_utility_orders_by_the_weighted_sum_of_its_measures(utility):
     """utility={cider: a, bleu: b} is the weighted sum of the two consensus measures; a name is weight 1."""
     output = _reranker(num_samples=0, hypotheses_as_evidence=True, utility=utility)(
-        SampledCaptions([[]]),
-        {},
+        None,
+        None,
         BeamSearch(num_beams=5, num_return_sequences=5),
         _hypotheses([MIXED]),
         VOCAB.decode,
@@ -161,11 +168,18 @@ def _evaluate(run, out, *overrides):
     return evaluate_checkpoint(run / "checkpoints" / "best.ckpt", out, *overrides)
 
 
-def test_evaluate_rerank_mbr_chooses_among_the_beams_captions(tiny_run, tmp_path):
+def test_evaluate_rerank_mbr_chooses_among_the_beams_captions(tiny_run, tmp_path, monkeypatch):
     run, _, _ = tiny_run
     beam = ["search=beam", "search.num_beams=4", "search.num_return_sequences=4"]
+    encoded = []
+    encode = EncoderDecoder.encode
+    monkeypatch.setattr(
+        EncoderDecoder, "encode", lambda self, batch: encoded.append(1) or encode(self, batch)
+    )
     plain = _evaluate(run, tmp_path / "beam", *beam)
+    plain_encodes = len(encoded)
     mbr = _evaluate(run, tmp_path / "mbr", *beam, "rerank=mbr", "rerank.num_samples=5")
+    assert len(encoded) == 2 * plain_encodes > 0  # the samples read the beams' features, not a second pass
     _evaluate(run, tmp_path / "again", *beam, "rerank=mbr", "rerank.num_samples=5")
 
     def read(folder, name):

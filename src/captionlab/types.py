@@ -140,10 +140,12 @@ class Reranker(Protocol):
 
     def check(self, search: Search) -> None: ...
 
+    # `output` is what `search` made of `memory`, the batch's features encoded once; a reranker's
+    # own searches (MBR's samples) run `decoder` on the same memory
     def __call__(
         self,
-        captioner: torch.nn.Module,
-        batch: Batch,
+        decoder: Decoder,
+        memory: EncoderOutput,
         search: Search,
         output: SearchOutput,
         decode: Callable[[Sequence[int]], str],

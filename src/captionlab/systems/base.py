@@ -205,10 +205,13 @@ class BaseSystem(pl.LightningModule):
 
     def generate(self, batch: Batch) -> SearchOutput:
         """The search's captions of a batch, best first (as the reranker orders them, if any)."""
-        output = self.captioner.generate(batch, self.search)
-        if self.rerank is not None:
-            output = self.rerank(self.captioner, batch, self.search, output, self.vocab.decode)
-        return output
+        if self.rerank is None:
+            return self.captioner.generate(batch, self.search)
+        with torch.no_grad():
+            # encoded once: the reranker's own searches (MBR's samples) read the same features
+            decoder, memory = self.captioner.decoder, self.captioner.encode(batch)
+            output = self.search(decoder, memory)
+            return self.rerank(decoder, memory, self.search, output, self.vocab.decode)
 
     @property
     def _collects_nbest(self) -> bool:

@@ -25,7 +25,7 @@ from captionlab.registry import register
 from captionlab.search import SampleSearch
 from captionlab.search.beam import take_per_image
 from captionlab.systems.consensus import CONSENSUS_METRICS, Consensus
-from captionlab.types import Batch, Search, SearchOutput
+from captionlab.types import Decoder, EncoderOutput, Search, SearchOutput
 
 
 @register("rerank", "mbr")
@@ -89,8 +89,8 @@ class MinimumBayesRisk:
 
     def __call__(
         self,
-        captioner: torch.nn.Module,
-        batch: Batch,
+        decoder: Decoder,
+        memory: EncoderOutput,
         search: Search,
         output: SearchOutput,
         decode: Callable[[Sequence[int]], str],
@@ -101,7 +101,7 @@ class MinimumBayesRisk:
         hypotheses = output.sequences
         count = hypotheses.shape[1]
         evidence = (
-            captioner.generate(batch, self._evidence_sampler(search)).sequences.tolist()
+            self._evidence_sampler(search)(decoder, memory).sequences.tolist()
             if self.num_samples
             else [[] for _ in range(hypotheses.shape[0])]
         )
