@@ -3,6 +3,7 @@
     python scripts/benchmark.py search [--device cpu|cuda] [--images 500] [--naive-images 100]
     python scripts/benchmark.py feature_cache data.root=<flickr8k> encoder.checkpoint=<weights> [overrides]
     python scripts/benchmark.py knn <model=knn run>/checkpoints/best.ckpt [--split test]
+    python scripts/benchmark.py sampling <run>/checkpoints/best.ckpt [--split val] [--images 300] [--samples 50]
     python scripts/benchmark.py startup [--repeats 5] [--command captionlab]
     python scripts/benchmark.py feature_stores [--images 1000] [--dim 2048]
     python scripts/benchmark.py train_step [--precision 32-true bf16-mixed] [--steps 5]
@@ -29,6 +30,12 @@ precision and under bf16 autocast (what `trainer.precision=bf16-mixed` does), an
 6,000 images that makes. On CPUs with AVX512-BF16 or AMX, bf16 is the cheaper way to train.
 `--min-length 4 --length 25` draws each caption's length between the two and pads the rest, as a
 Flickr8k batch is (mean 11 words, longest about 25): the recurrent decoders skip the padding.
+
+sampling: captions per second of seeded sampling (`--samples` per image, as rerank=mbr draws its
+evidence and SCST its samples) on a trained checkpoint's cached features, with the decoder stepping
+every row to the longest caption, and stepping only captions that have not ended (greedy and
+sampling drop them once they are half of the rows: `GreedySearch.drop_finished_share`). Both must
+give the same captions; the line says so.
 
 knn: the time to index the training split from the cached features and to caption a split
 (nearest images by one matrix product per batch, then the consensus among their captions).
@@ -349,6 +356,74 @@ def benchmark_knn(checkpoint: str, split: str) -> None:
     )
 
 
+def benchmark_sampling(checkpoint: str, split: str, images: int, samples: int) -> None:
+    from captionlab.search import SampleSearch
+    from captionlab.systems.loading import load_system
+
+    module = load_system(checkpoint)
+    datamodule = build(
+        module.hparams["config"]["data"], "data", vocab=module.vocab, preprocessing=module.preprocessing
+    )
+    datamodule.prepare()
+    if not use_cached_features(datamodule, module.captioner.encoder, "cpu"):
+        raise SystemExit(
+            "this benchmark needs cached features (a frozen encoder with data.cache_features=auto)"
+        )
+    memories, count = [], 0
+    for batch in datamodule.eval_dataloader(split):
+        memories.append(
+            module.captioner.encode(batch).index_select(
+                torch.arange(min(len(batch["index"]), images - count))
+            )
+        )
+        count += memories[-1].pooled.shape[0]
+        if count >= images:
+            break
+    decoder = module.captioner.decoder.eval()
+    outputs, rates = {}, {}
+    for method, share in (("every_row", None), ("drop_ended", SampleSearch.drop_finished_share)):
+        search = SampleSearch(
+            num_return_sequences=samples, seed=0, max_new_tokens=module.search.max_new_tokens
+        )
+        search.drop_finished_share = share
+        with torch.inference_mode():
+            started = time.perf_counter()
+            outputs[method] = [search(decoder, memory).sequences for memory in memories]
+            seconds = time.perf_counter() - started
+        rates[method] = count * samples / seconds
+        tokens = torch.cat([(o != PAD_ID).sum(-1).flatten() for o in outputs[method]]).float()
+        print(
+            json.dumps(
+                {
+                    "section": "sampling",
+                    "checkpoint": checkpoint,
+                    "split": split,
+                    "images": count,
+                    "samples_per_image": samples,
+                    "method": method,
+                    "seconds": round(seconds, 2),
+                    "captions_per_s": round(rates[method], 1),
+                    "mean_tokens_with_eos": round(tokens.mean().item(), 2),
+                    "max_new_tokens": search.max_new_tokens,
+                    "threads": torch.get_num_threads(),
+                }
+            ),
+            flush=True,
+        )
+    same = all(torch.equal(a, b) for a, b in zip(outputs["every_row"], outputs["drop_ended"]))
+    print(
+        json.dumps(
+            {
+                "section": "sampling",
+                "ratio": "drop_ended / every_row",
+                "value": round(rates["drop_ended"] / rates["every_row"], 2),
+                "same_captions": same,
+            }
+        ),
+        flush=True,
+    )
+
+
 def benchmark_startup(command: str, repeats: int) -> None:
     times = []
     for _ in range(repeats):
@@ -496,6 +571,13 @@ def main() -> None:
     )
     knn.add_argument("checkpoint")
     knn.add_argument("--split", default="test")
+    sampling = sections.add_parser(
+        "sampling", help="seeded sampling on a checkpoint's cached features, ended captions dropped or not"
+    )
+    sampling.add_argument("checkpoint")
+    sampling.add_argument("--split", default="val")
+    sampling.add_argument("--images", type=int, default=300)
+    sampling.add_argument("--samples", type=int, default=50)
     startup = sections.add_parser("startup", help="wall time of `captionlab train --help`")
     startup.add_argument("--repeats", type=int, default=5)
     startup.add_argument("--command", default=str(Path(sys.executable).with_name("captionlab")))
@@ -535,6 +617,8 @@ def main() -> None:
         benchmark_search(args)
     elif args.section == "startup":
         benchmark_startup(args.command, args.repeats)
+    elif args.section == "sampling":
+        benchmark_sampling(args.checkpoint, args.split, args.images, args.samples)
     elif args.section == "knn":
         benchmark_knn(args.checkpoint, args.split)
     else:

@@ -254,6 +254,63 @@ def _with_bias(decoder, token: int, value: float):
     return _Biased(decoder, token, value)
 
 
+class _EndsAtVariedSteps(torch.nn.Module):
+    """A decoder whose <eos> score grows each step, faster for later images of the batch: captions
+    end at varied steps. The growth rides in the state, so it follows the rows when they move."""
+
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def init_state(self, memory):
+        rows = memory.pooled.shape[0]
+        ends = torch.stack([torch.linspace(0.5, 8.0, rows), torch.zeros(rows)], dim=1).to(memory.pooled)
+        return {**self.decoder.init_state(memory), "ends": ends}
+
+    def _split(self, state):
+        return {k: v for k, v in state.items() if k != "ends"}, state["ends"]
+
+    def reorder_state(self, state, index):
+        inner, ends = self._split(state)
+        return {**self.decoder.reorder_state(inner, index), "ends": ends.index_select(0, index)}
+
+    def step(self, tokens, state):
+        inner, ends = self._split(state)
+        logprobs, inner, attention = self.decoder.step(tokens, inner)
+        logprobs = logprobs.clone()
+        logprobs[:, EOS_ID] += ends[:, 0] * ends[:, 1] - 5.0
+        ends = torch.stack([ends[:, 0], ends[:, 1] + 1], dim=1)
+        return torch.log_softmax(logprobs, dim=-1), {**inner, "ends": ends}, attention
+
+
+@pytest.mark.parametrize("name", DECODERS)
+@pytest.mark.parametrize("drop_finished_share", [0.5, 0.0])
+def test_dropping_ended_captions_from_the_decoders_rows_changes_nothing(name, drop_finished_share):
+    """Greedy and seeded samples stay the same to the token (scores, attention within the captions)
+    when the decoder stops stepping captions that ended (0.0: as soon as any has)."""
+    decoder, memory = _EndsAtVariedSteps(_decoder(name)), _memory(batch=6)
+    searches = [
+        lambda: GreedySearch(max_new_tokens=10),
+        lambda: SampleSearch(seed=3, num_return_sequences=8, max_new_tokens=10),
+    ]
+    for make in searches:
+        every_row, dropping = make(), make()
+        every_row.drop_finished_share, dropping.drop_finished_share = None, drop_finished_share
+        full = every_row(decoder, memory)
+        stepped, step = [], decoder.step
+        decoder.step = lambda tokens, state: stepped.append(tokens.shape[0]) or step(tokens, state)
+        try:
+            fast = dropping(decoder, memory)
+        finally:
+            del decoder.step
+        assert stepped[-1] < stepped[0]  # captions ended and the decoder stopped stepping them
+        assert torch.equal(fast.sequences, full.sequences)
+        assert torch.allclose(fast.scores, full.scores, atol=1e-12)
+        if full.attentions is not None:
+            within = (full.sequences != PAD_ID).unsqueeze(-1).expand_as(full.attentions)
+            assert torch.allclose(fast.attentions[within], full.attentions[within], atol=1e-12)
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("name", DECODERS)
 def test_length_limits_and_unk(strategy, name):
