@@ -308,19 +308,25 @@ def benchmark_feature_cache(overrides: list[str]) -> None:
         )
 
 
-def benchmark_knn(checkpoint: str, split: str) -> None:
+def _with_cached_features(checkpoint: str):
+    """The checkpoint's system and its data, reading the feature cache (required)."""
     from captionlab.systems.loading import load_system
 
     module = load_system(checkpoint)
-    knn = module.captioner
     datamodule = build(
         module.hparams["config"]["data"], "data", vocab=module.vocab, preprocessing=module.preprocessing
     )
     datamodule.prepare()
-    if not use_cached_features(datamodule, knn.encoder, "cpu"):
+    if not use_cached_features(datamodule, module.captioner.encoder, "cpu"):
         raise SystemExit(
             "this benchmark needs cached features (a frozen encoder with data.cache_features=auto)"
         )
+    return module, datamodule
+
+
+def benchmark_knn(checkpoint: str, split: str) -> None:
+    module, datamodule = _with_cached_features(checkpoint)
+    knn = module.captioner
     records = datamodule.split("train")
     started = time.perf_counter()
     knn.start_index([str(r.image_id) for r in records], [list(r.captions) for r in records])
@@ -358,17 +364,8 @@ def benchmark_knn(checkpoint: str, split: str) -> None:
 
 def benchmark_sampling(checkpoint: str, split: str, images: int, samples: int) -> None:
     from captionlab.search import SampleSearch
-    from captionlab.systems.loading import load_system
 
-    module = load_system(checkpoint)
-    datamodule = build(
-        module.hparams["config"]["data"], "data", vocab=module.vocab, preprocessing=module.preprocessing
-    )
-    datamodule.prepare()
-    if not use_cached_features(datamodule, module.captioner.encoder, "cpu"):
-        raise SystemExit(
-            "this benchmark needs cached features (a frozen encoder with data.cache_features=auto)"
-        )
+    module, datamodule = _with_cached_features(checkpoint)
     memories, count = [], 0
     for batch in datamodule.eval_dataloader(split):
         memories.append(
