@@ -274,6 +274,10 @@ class _EndsAtVariedSteps(torch.nn.Module):
         inner, ends = self._split(state)
         return {**self.decoder.reorder_state(inner, index), "ends": ends.index_select(0, index)}
 
+    def reorder_beams(self, state, index):
+        inner, ends = self._split(state)
+        return {**self.decoder.reorder_beams(inner, index), "ends": ends.index_select(0, index)}
+
     def step(self, tokens, state):
         inner, ends = self._split(state)
         logprobs, inner, attention = self.decoder.step(tokens, inner)
@@ -286,12 +290,17 @@ class _EndsAtVariedSteps(torch.nn.Module):
 @pytest.mark.parametrize("name", DECODERS)
 @pytest.mark.parametrize("drop_finished_share", [0.5, 0.0])
 def test_dropping_ended_captions_from_the_decoders_rows_changes_nothing(name, drop_finished_share):
-    """Greedy and seeded samples stay the same to the token (scores, attention within the captions)
-    when the decoder stops stepping captions that ended (0.0: as soon as any has)."""
+    """Greedy, seeded samples and beam search (with and without groups) stay the same to the token
+    (scores, attention within the captions) when the decoder stops stepping captions that ended
+    and images whose beam search is done (0.0: as soon as any has)."""
     decoder, memory = _EndsAtVariedSteps(_decoder(name)), _memory(batch=6)
     searches = [
         lambda: GreedySearch(max_new_tokens=10),
         lambda: SampleSearch(seed=3, num_return_sequences=8, max_new_tokens=10),
+        lambda: BeamSearch(num_beams=3, num_return_sequences=3, length_penalty=0.0, max_new_tokens=10),
+        lambda: BeamSearch(
+            num_beams=4, num_beam_groups=2, diversity_penalty=0.5, length_penalty=0.0, max_new_tokens=10
+        ),
     ]
     for make in searches:
         every_row, dropping = make(), make()
@@ -306,6 +315,8 @@ def test_dropping_ended_captions_from_the_decoders_rows_changes_nothing(name, dr
         assert stepped[-1] < stepped[0]  # captions ended and the decoder stopped stepping them
         assert torch.equal(fast.sequences, full.sequences)
         assert torch.allclose(fast.scores, full.scores, atol=1e-12)
+        if full.normalized_scores is not None:
+            assert torch.allclose(fast.normalized_scores, full.normalized_scores, atol=1e-12)
         if full.attentions is not None:
             within = (full.sequences != PAD_ID).unsqueeze(-1).expand_as(full.attentions)
             assert torch.allclose(fast.attentions[within], full.attentions[within], atol=1e-12)

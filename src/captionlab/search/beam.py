@@ -36,6 +36,10 @@ def take_per_image(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 @register("search", "beam")
 class BeamSearch(SearchStrategy):
+    # the decoder stops stepping images whose search is done once they are this share of the
+    # images it steps (their rows leave its state; None: never), as greedy drops ended captions
+    drop_finished_share: float | None = 0.5
+
     def __init__(
         self,
         num_beams: int = 3,
@@ -83,32 +87,36 @@ class BeamSearch(SearchStrategy):
         images_count, beams, limit = memory.pooled.shape[0], self.num_beams // groups, self.max_new_tokens
         batch = images_count * groups
         device = memory.pooled.device
-        images = torch.arange(batch, device=device)
         state = decoder.reorder_state(
             decoder.init_state(memory),
             torch.arange(images_count, device=device).repeat_interleave(groups * beams),
         )
+        # every tensor below holds the rows still stepped, `stepped` (all at first); the pools of
+        # images whose search is done move to `finished` when their rows leave the decoder's state
+        stepped = torch.arange(batch, device=device)
         tokens = torch.full((batch * beams,), special.bos, dtype=torch.long, device=device)
         history = torch.empty(batch, beams, 0, dtype=torch.long, device=device)
         attention_history = None
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         pool = None  # the finished hypotheses: normalized, scores [B, K], sequences [B, K, limit], attentions
+        finished = None  # the pools of the rows no longer stepped, at their places among all rows
         for step in range(limit):
+            rows_count = stepped.numel()
             logprobs, state, attention = decoder.step(tokens, state)
-            logprobs = self.constrain(logprobs, history.view(batch * beams, step))
+            logprobs = self.constrain(logprobs, history.view(rows_count * beams, step))
             vocab = logprobs.shape[-1]
             if pool is None:
                 # only the first beam is open at the start, so the beams do not all copy it
                 beam_scores = torch.zeros(batch, beams, dtype=logprobs.dtype, device=device)
                 beam_scores[:, 1:] = float("-inf")
                 pool = self._empty_pool(batch, logprobs.dtype, device, attention)
-            candidates = (beam_scores.view(-1, 1) + logprobs).view(batch, beams * vocab)
+            candidates = (beam_scores.view(-1, 1) + logprobs).view(rows_count, beams * vocab)
             top_scores, top_index = self._top_candidates(candidates, vocab)
             source, token = top_index // vocab, top_index % vocab
             sequences = torch.cat([take_per_image(history, source), token.unsqueeze(-1)], dim=-1)
             attentions = None
             if attention is not None:
-                step_attention = attention.view(batch, beams, 1, -1)
+                step_attention = attention.view(rows_count, beams, 1, -1)
                 attentions = (
                     torch.cat(
                         [take_per_image(attention_history, source), take_per_image(step_attention, source)],
@@ -131,12 +139,37 @@ class BeamSearch(SearchStrategy):
             history = take_per_image(sequences, keep)
             attention_history = take_per_image(attentions, keep) if attentions is not None else None
             tokens = take_per_image(token, keep).view(-1)
-            rows = (take_per_image(source, keep) + images.unsqueeze(1) * beams).view(-1)
-            state = decoder.reorder_beams(state, rows)
+            rows = take_per_image(source, keep) + torch.arange(rows_count, device=device).unsqueeze(1) * beams
+            state = decoder.reorder_beams(state, rows.view(-1))
 
             done = done | self._cannot_improve(pool["normalized"], beam_scores, step)
             if done.all():
                 break
+            # an image leaves when all its groups are done: its groups' choices interact
+            still = (~done.view(-1, groups).all(dim=1)).nonzero().squeeze(1)
+            share = self.drop_finished_share
+            images_stepped = rows_count // groups
+            if (
+                share is not None
+                and still.numel() < images_stepped
+                and still.numel() <= (1 - share) * images_stepped
+            ):
+                kept = (still.unsqueeze(1) * groups + torch.arange(groups, device=device)).view(-1)
+                leaving = torch.ones(rows_count, dtype=torch.bool, device=device).index_fill_(0, kept, False)
+                if finished is None:  # every row is written: when it leaves or at the end
+                    finished = {
+                        key: value.new_empty((batch, *value.shape[1:])) for key, value in pool.items()
+                    }
+                finished = self._store(finished, stepped[leaving], pool, leaving)
+                stepped, pool = stepped[kept], {key: value[kept] for key, value in pool.items()}
+                beam_scores, history, done = beam_scores[kept], history[kept], done[kept]
+                attention_history = attention_history[kept] if attention_history is not None else None
+                tokens = tokens.view(rows_count, beams)[kept].view(-1)
+                state = decoder.reorder_state(
+                    state, (kept.unsqueeze(1) * beams + torch.arange(beams, device=device)).view(-1)
+                )
+        if finished is not None:
+            pool = self._store(finished, stepped, pool, slice(None))
         if groups > 1:  # every group's finished hypotheses compete for the image's returned ones
             pool = {
                 key: value.view(images_count, groups * beams, *value.shape[2:]) for key, value in pool.items()
@@ -144,6 +177,13 @@ class BeamSearch(SearchStrategy):
             best = pool["normalized"].topk(groups * beams, dim=1).indices
             pool = {key: take_per_image(value, best) for key, value in pool.items()}
         return self._output(pool)
+
+    @staticmethod
+    def _store(finished: dict, rows: torch.Tensor, pool: dict, which) -> dict:
+        """`finished` with the pool entries `which` written at `rows` (positions among all rows)."""
+        for key, value in finished.items():
+            value.index_copy_(0, rows, pool[key][which])
+        return finished
 
     def _top_candidates(self, candidates: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's 2K best candidates (2K hold at least K that do not end: each beam has one
