@@ -6,7 +6,8 @@
     python scripts/benchmark.py sampling <run>/checkpoints/best.ckpt [--split val] [--images 300] [--samples 50]
         [--repeats 1]
     python scripts/benchmark.py beam <run>/checkpoints/best.ckpt [--split val] [--images 1000] [--num-beams 3]
-        [--num-return-sequences 1] [--length-penalty 0] [--no-repeat-ngram-size 3] [--repeats 3]
+        [--num-return-sequences 1] [--length-penalty 0] [--no-repeat-ngram-size 3]
+        [--early-stopping never|false|true] [--repeats 3]
     python scripts/benchmark.py startup [--repeats 5] [--command captionlab]
     python scripts/benchmark.py feature_stores [--images 1000] [--dim 2048]
     python scripts/benchmark.py train_step [--precision 32-true bf16-mixed] [--steps 5]
@@ -616,6 +617,7 @@ def main() -> None:
     beam.add_argument("--num-return-sequences", type=int, default=1)
     beam.add_argument("--length-penalty", type=float, default=0.0)
     beam.add_argument("--no-repeat-ngram-size", type=int, default=3)
+    beam.add_argument("--early-stopping", default="never", choices=["never", "false", "true"])
     beam.add_argument("--repeats", type=int, default=3, help="alternating runs; the fastest counts")
     startup = sections.add_parser("startup", help="wall time of `captionlab train --help`")
     startup.add_argument("--repeats", type=int, default=5)
@@ -672,6 +674,7 @@ def main() -> None:
             "num_return_sequences": args.num_return_sequences,
             "length_penalty": args.length_penalty,
             "no_repeat_ngram_size": args.no_repeat_ngram_size,
+            "early_stopping": {"true": True, "false": False}.get(args.early_stopping, args.early_stopping),
         }
         benchmark_dropping_finished(
             "beam",

@@ -404,7 +404,9 @@ def test_top_k_and_top_p_keep_only_the_head_of_the_distribution():
     assert sharpened[0, 0] > 0.5
 
 
-@pytest.mark.parametrize("bad", [dict(num_beams=0), dict(num_beams=2, num_return_sequences=3)])
+@pytest.mark.parametrize(
+    "bad", [dict(num_beams=0), dict(num_beams=2, num_return_sequences=3), dict(early_stopping="sometimes")]
+)
 def test_invalid_beam_settings_are_rejected(bad):
     with pytest.raises(ValueError):
         BeamSearch(**bad)
@@ -424,8 +426,42 @@ def test_search_settings_are_saved_with_their_names():
         "num_return_sequences": 1,
         "num_beam_groups": 1,
         "diversity_penalty": 0.0,
+        "early_stopping": "never",
     }
     assert "_generators" not in SampleSearch(seed=1).config()
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_early_stopping_trades_exactness_for_fewer_steps(name):
+    """Hugging Face's settings: `true` stops an image once num_beams captions ended, `false` judges
+    the best open beam at its current length; both step fewer rows than the exact `never` (`true`
+    no more than `false`), and without a length penalty `false` is exact too."""
+    decoder, memory = _EndsAtVariedSteps(_decoder(name)), _memory(batch=6)
+
+    def run(early_stopping, length_penalty):
+        search = BeamSearch(
+            num_beams=3,
+            num_return_sequences=3,
+            length_penalty=length_penalty,
+            early_stopping=early_stopping,
+            max_new_tokens=12,
+        )
+        search.drop_finished_share = 0.0  # done images leave at once: rows stepped count the steps
+        stepped, step = [], decoder.step
+        decoder.step = lambda tokens, state: stepped.append(tokens.shape[0]) or step(tokens, state)
+        try:
+            return search(decoder, memory), sum(stepped)
+        finally:
+            del decoder.step
+
+    (never, never_rows), (heuristic, heuristic_rows), (eager, eager_rows) = (
+        run(setting, 1.0) for setting in ("never", False, True)
+    )
+    assert eager_rows <= heuristic_rows < never_rows
+    assert (eager.normalized_scores <= never.normalized_scores + 1e-9).all()  # never is the exact one
+    assert (heuristic.normalized_scores <= never.normalized_scores + 1e-9).all()
+    exact, _ = run("never", 0.0)
+    assert torch.equal(run(False, 0.0)[0].sequences, exact.sequences)
 
 
 @pytest.mark.parametrize("name", DECODERS)

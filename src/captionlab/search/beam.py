@@ -11,9 +11,13 @@ among the K = `num_beams` best finishes a hypothesis, and the K best that do not
 penalty would otherwise go on past greedy's `<eos>` whenever a longer caption could rank higher).
 
 Each image keeps a pool of its K best finished hypotheses. It is done when the pool is full and no
-open beam can still beat the pool's worst: an open beam's sum can only fall, so its best possible
-normalised score is its sum over the largest reachable length (for a positive penalty) or the
-smallest (otherwise). At `max_new_tokens`, open beams finish without `<eos>`.
+open beam can still beat the pool's worst (`early_stopping="never"`, the default: exact): an open
+beam's sum can only fall, so its best possible normalised score is its sum over the largest
+reachable length (for a positive penalty) or the smallest (otherwise). Hugging Face's other two
+settings trade exactness for speed: `early_stopping=false` bounds the open beam by its sum over its
+current length (a heuristic: with a positive penalty a longer caption may still have ranked
+higher), `true` stops as soon as the pool is full. At `max_new_tokens`, open beams finish without
+`<eos>`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class BeamSearch(SearchStrategy):
         num_return_sequences: int = 1,
         num_beam_groups: int = 1,
         diversity_penalty: float = 0.0,
+        early_stopping: bool | str = "never",
         **rules,
     ):
         super().__init__(**rules)
@@ -65,7 +70,10 @@ class BeamSearch(SearchStrategy):
             length_penalty,
             num_return_sequences,
         )
+        if early_stopping not in (True, False, "never"):
+            raise OptionError(f"search.early_stopping={early_stopping!r}: give true, false or never")
         self.num_beam_groups, self.diversity_penalty = num_beam_groups, diversity_penalty
+        self.early_stopping = early_stopping
         # Hugging Face: one beam is greedy
         self._greedy = GreedySearch(**rules) if num_beams == 1 else None
 
@@ -217,11 +225,18 @@ class BeamSearch(SearchStrategy):
     def _cannot_improve(
         self, pool_normalized: torch.Tensor, beam_scores: torch.Tensor, step: int
     ) -> torch.Tensor:
-        """[B] True where the pool is full and its worst beats what the best open beam can still reach."""
-        reachable = self.max_new_tokens if self.length_penalty > 0 else step + 2
-        best_open = self._normalize(beam_scores[:, 0], reachable)
+        """[B] True where the pool is full and its worst beats what the best open beam can still reach
+        (its length now: `early_stopping=false`; any pool that is full: `true`)."""
         worst_kept = pool_normalized[:, -1]
-        return (worst_kept > float("-inf")) & (best_open <= worst_kept)
+        full = worst_kept > float("-inf")
+        if self.early_stopping is True:
+            return full
+        if self.early_stopping is False:
+            reachable = step + 1
+        else:
+            reachable = self.max_new_tokens if self.length_penalty > 0 else step + 2
+        best_open = self._normalize(beam_scores[:, 0], reachable)
+        return full & (best_open <= worst_kept)
 
     def _empty_pool(self, batch: int, dtype: torch.dtype, device: torch.device, attention) -> dict:
         beams, limit = self.num_beams // self.num_beam_groups, self.max_new_tokens
