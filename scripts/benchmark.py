@@ -573,6 +573,16 @@ def benchmark_train_step(args: argparse.Namespace) -> None:
             )
 
 
+def _decoding_section(sections, name: str, help_text: str, images: int, repeats: int):
+    """A section that decodes a checkpoint's images with and without dropping finished rows."""
+    section = sections.add_parser(name, help=help_text)
+    section.add_argument("checkpoint")
+    section.add_argument("--split", default="val")
+    section.add_argument("--images", type=int, default=images)
+    section.add_argument("--repeats", type=int, default=repeats, help="alternating runs; the fastest counts")
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sections = parser.add_subparsers(dest="section", required=True)
@@ -599,26 +609,22 @@ def main() -> None:
     )
     knn.add_argument("checkpoint")
     knn.add_argument("--split", default="test")
-    sampling = sections.add_parser(
-        "sampling", help="seeded sampling on a checkpoint's cached features, ended captions dropped or not"
+    sampling = _decoding_section(
+        sections,
+        "sampling",
+        "seeded sampling on a checkpoint's features, ended captions dropped or not",
+        300,
+        1,
     )
-    sampling.add_argument("checkpoint")
-    sampling.add_argument("--split", default="val")
-    sampling.add_argument("--images", type=int, default=300)
     sampling.add_argument("--samples", type=int, default=50)
-    sampling.add_argument("--repeats", type=int, default=1, help="alternating runs; the fastest counts")
-    beam = sections.add_parser(
-        "beam", help="beam search on a checkpoint's cached features, done images dropped or not"
+    beam = _decoding_section(
+        sections, "beam", "beam search on a checkpoint's features, done images dropped or not", 1000, 3
     )
-    beam.add_argument("checkpoint")
-    beam.add_argument("--split", default="val")
-    beam.add_argument("--images", type=int, default=1000)
     beam.add_argument("--num-beams", type=int, default=3)
     beam.add_argument("--num-return-sequences", type=int, default=1)
     beam.add_argument("--length-penalty", type=float, default=0.0)
     beam.add_argument("--no-repeat-ngram-size", type=int, default=3)
     beam.add_argument("--early-stopping", default="never", choices=["never", "false", "true"])
-    beam.add_argument("--repeats", type=int, default=3, help="alternating runs; the fastest counts")
     startup = sections.add_parser("startup", help="wall time of `captionlab train --help`")
     startup.add_argument("--repeats", type=int, default=5)
     startup.add_argument("--command", default=str(Path(sys.executable).with_name("captionlab")))
