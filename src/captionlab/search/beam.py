@@ -153,16 +153,8 @@ class BeamSearch(SearchStrategy):
             done = done | self._cannot_improve(pool["normalized"], beam_scores, step)
             if done.all():
                 break
-            # an image leaves when all its groups are done: its groups' choices interact
-            still = (~done.view(-1, groups).all(dim=1)).nonzero().squeeze(1)
-            share = self.drop_finished_share
-            images_stepped = rows_count // groups
-            if (
-                share is not None
-                and still.numel() < images_stepped
-                and still.numel() <= (1 - share) * images_stepped
-            ):
-                kept = (still.unsqueeze(1) * groups + torch.arange(groups, device=device)).view(-1)
+            kept = self._rows_kept(done, groups)
+            if kept is not None:
                 leaving = torch.ones(rows_count, dtype=torch.bool, device=device).index_fill_(0, kept, False)
                 if finished is None:  # every row is written: when it leaves or at the end
                     finished = {
@@ -185,6 +177,16 @@ class BeamSearch(SearchStrategy):
             best = pool["normalized"].topk(groups * beams, dim=1).indices
             pool = {key: take_per_image(value, best) for key, value in pool.items()}
         return self._output(pool)
+
+    def _rows_kept(self, done: torch.Tensor, groups: int) -> torch.Tensor | None:
+        """The rows (image x group) to go on stepping, once the done images are
+        `drop_finished_share` of the images stepped (None: keep every row). An image leaves when
+        all its groups are done: their choices interact."""
+        share, images = self.drop_finished_share, done.numel() // groups
+        still = (~done.view(images, groups).all(dim=1)).nonzero().squeeze(1)
+        if share is None or still.numel() == images or still.numel() > (1 - share) * images:
+            return None
+        return (still.unsqueeze(1) * groups + torch.arange(groups, device=done.device)).view(-1)
 
     @staticmethod
     def _store(finished: dict, rows: torch.Tensor, pool: dict, which) -> dict:
