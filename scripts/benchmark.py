@@ -373,11 +373,11 @@ def benchmark_knn(checkpoint: str, split: str) -> None:
 
 def _encoded_images(module, datamodule, split: str, images: int) -> list[EncoderOutput]:
     """The encoder outputs of the first `images` images of a split, batch by batch."""
-    memories, count = [], 0
+    memories, count, captioner = [], 0, module.captioner.eval()
     for batch in datamodule.eval_dataloader(split):
         taken = torch.arange(min(len(batch["index"]), images - count))
         with torch.inference_mode():
-            memories.append(module.captioner.eval().encode(batch).index_select(taken))
+            memories.append(captioner.encode(batch).index_select(taken))
         count += memories[-1].pooled.shape[0]
         if count >= images:
             break

@@ -287,6 +287,16 @@ class _EndsAtVariedSteps(torch.nn.Module):
         return torch.log_softmax(logprobs, dim=-1), {**inner, "ends": ends}, attention
 
 
+def _rows_stepped(search, decoder, memory):
+    """The search's output and the number of rows the decoder stepped at each step."""
+    stepped, step = [], decoder.step
+    decoder.step = lambda tokens, state: stepped.append(tokens.shape[0]) or step(tokens, state)
+    try:
+        return search(decoder, memory), stepped
+    finally:
+        del decoder.step
+
+
 @pytest.mark.parametrize("name", DECODERS)
 @pytest.mark.parametrize("drop_finished_share", [0.5, 0.0])
 def test_dropping_ended_captions_from_the_decoders_rows_changes_nothing(name, drop_finished_share):
@@ -306,12 +316,7 @@ def test_dropping_ended_captions_from_the_decoders_rows_changes_nothing(name, dr
         every_row, dropping = make(), make()
         every_row.drop_finished_share, dropping.drop_finished_share = None, drop_finished_share
         full = every_row(decoder, memory)
-        stepped, step = [], decoder.step
-        decoder.step = lambda tokens, state: stepped.append(tokens.shape[0]) or step(tokens, state)
-        try:
-            fast = dropping(decoder, memory)
-        finally:
-            del decoder.step
+        fast, stepped = _rows_stepped(dropping, decoder, memory)
         assert stepped[-1] < stepped[0]  # captions ended and the decoder stopped stepping them
         assert torch.equal(fast.sequences, full.sequences)
         assert torch.allclose(fast.scores, full.scores, atol=1e-12)
@@ -447,12 +452,8 @@ def test_early_stopping_trades_exactness_for_fewer_steps(name):
             max_new_tokens=12,
         )
         search.drop_finished_share = 0.0  # done images leave at once: rows stepped count the steps
-        stepped, step = [], decoder.step
-        decoder.step = lambda tokens, state: stepped.append(tokens.shape[0]) or step(tokens, state)
-        try:
-            return search(decoder, memory), sum(stepped)
-        finally:
-            del decoder.step
+        output, stepped = _rows_stepped(search, decoder, memory)
+        return output, sum(stepped)
 
     (never, never_rows), (heuristic, heuristic_rows), (eager, eager_rows) = (
         run(setting, 1.0) for setting in ("never", False, True)

@@ -160,7 +160,7 @@ class BeamSearch(SearchStrategy):
                     finished = {
                         key: value.new_empty((batch, *value.shape[1:])) for key, value in pool.items()
                     }
-                finished = self._store(finished, stepped[leaving], pool, leaving)
+                self._store(finished, stepped[leaving], {key: value[leaving] for key, value in pool.items()})
                 stepped, pool = stepped[kept], {key: value[kept] for key, value in pool.items()}
                 beam_scores, history, done = beam_scores[kept], history[kept], done[kept]
                 attention_history = attention_history[kept] if attention_history is not None else None
@@ -169,7 +169,8 @@ class BeamSearch(SearchStrategy):
                     state, (kept.unsqueeze(1) * beams + torch.arange(beams, device=device)).view(-1)
                 )
         if finished is not None:
-            pool = self._store(finished, stepped, pool, slice(None))
+            self._store(finished, stepped, pool)
+            pool = finished
         if groups > 1:  # every group's finished hypotheses compete for the image's returned ones
             pool = {
                 key: value.view(images_count, groups * beams, *value.shape[2:]) for key, value in pool.items()
@@ -189,11 +190,10 @@ class BeamSearch(SearchStrategy):
         return (still.unsqueeze(1) * groups + torch.arange(groups, device=done.device)).view(-1)
 
     @staticmethod
-    def _store(finished: dict, rows: torch.Tensor, pool: dict, which) -> dict:
-        """`finished` with the pool entries `which` written at `rows` (positions among all rows)."""
+    def _store(finished: dict, rows: torch.Tensor, entries: dict) -> None:
+        """Write pool entries into `finished` at `rows` (their positions among all rows)."""
         for key, value in finished.items():
-            value.index_copy_(0, rows, pool[key][which])
-        return finished
+            value.index_copy_(0, rows, entries[key])
 
     def _top_candidates(self, candidates: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's 2K best candidates (2K hold at least K that do not end: each beam has one
