@@ -34,6 +34,14 @@ TINY_OVERRIDES = [
     "trainer.accelerator=cpu",
     "metrics.meteor_final=false",
 ]
+# What a datamodule built by hand (without a model) needs to serve 32-pixel shapes images.
+SHAPES_PREPROCESSING = {
+    "input_size": [3, 32, 32],
+    "interpolation": "bilinear",
+    "mean": [0.5] * 3,
+    "std": [0.5] * 3,
+    "crop_pct": 1.0,
+}
 
 
 def compose(overrides: list[str], config_name: str = "train"):

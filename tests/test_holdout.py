@@ -1,19 +1,12 @@
 """data.holdout_images / data.holdout_captions / data.train_on: a fixed part of the train split set aside."""
 
 import pytest
+from conftest import SHAPES_PREPROCESSING
 
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.holdout import caption_positions, train_positions
 from captionlab.data.shapes import ShapesSource
 from captionlab.errors import UserError
-
-PREPROCESSING = {
-    "input_size": [3, 32, 32],
-    "interpolation": "bilinear",
-    "mean": [0.5] * 3,
-    "std": [0.5] * 3,
-    "crop_pct": 1.0,
-}
 
 
 def test_rest_and_holdout_split_the_train_images_the_same_way_every_time():
@@ -38,7 +31,7 @@ def test_the_loader_serves_only_the_chosen_part_with_positions_in_the_whole_spli
             train_on=train_on,
         )
         datamodule.prepare()
-        datamodule.set_preprocessing(PREPROCESSING)
+        datamodule.set_preprocessing(SHAPES_PREPROCESSING)
         assert len(datamodule.split("train")) == 12  # the split itself is whole
         report = " ".join(datamodule.report)
         assert train_on == "all" or f"training on {4 if train_on == 'holdout' else 8} of the 12" in report
@@ -88,7 +81,7 @@ def test_held_out_captions_train_one_stage_and_are_the_rewards_references_in_the
         assert f"training on {12 * kept} of the 60 captions of the 12 train images" in " ".join(
             datamodule.report
         )
-        datamodule.set_preprocessing(PREPROCESSING)
+        datamodule.set_preprocessing(SHAPES_PREPROCESSING)
         served = datamodule.train_dataloader().dataset.dataset  # the Subset of every image
         assert [len(tokens) for tokens in served.tokens] == [kept] * 12
     for image, rest, held in zip(whole, *(parts[p].training_records() for p in ("rest", "holdout"))):

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from conftest import SHAPES_PREPROCESSING
 
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.mirror import mirror_caption
@@ -18,13 +19,6 @@ CAPTIONS = [
     "a dog runs across the grass",
     "two birds sit in a tree at night",
 ]
-PREPROCESSING = {
-    "input_size": [3, 32, 32],
-    "interpolation": "bilinear",
-    "mean": [0.5] * 3,
-    "std": [0.5] * 3,
-    "crop_pct": 1.0,
-}
 
 
 def test_the_odd_caption_out_weighs_least_and_weights_average_one():
@@ -76,7 +70,7 @@ def test_every_caption_the_loader_serves_has_its_weight(cache_dir, hflip):
         train_on="rest",
     )
     datamodule.prepare()
-    datamodule.set_preprocessing(PREPROCESSING)
+    datamodule.set_preprocessing(SHAPES_PREPROCESSING)
     loss = CrossEntropyLoss(consensus_weight=1.0)
     loss.prepare(datamodule)
     cider = CiderD([r.captions for r in datamodule.split("train")])
