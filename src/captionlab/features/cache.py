@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +162,7 @@ def extract(
 
 
 @contextmanager
-def key_lock(cache_dir: Path, key: str):
+def key_lock(cache_dir: Path, key: str) -> Iterator[None]:
     """Hold `<cache_dir>/<key>.lock` (waiting, with a message, while another process holds it)."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

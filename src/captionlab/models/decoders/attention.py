@@ -107,6 +107,6 @@ class AttentionLSTMDecoder(CaptionDecoder):
         regions = region_mask.to(penalty.dtype)
         return logits, self.alpha_c * (penalty * regions).sum() / regions.sum().clamp(min=1.0)
 
-    def step(self, tokens: torch.Tensor, state: State):
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         output, state, alpha = self._recur(self.embed(tokens), state)
         return torch.log_softmax(self.output(self.dropout(output)), dim=-1), state, alpha

@@ -66,7 +66,7 @@ class LSTMDecoder(CaptionDecoder):
         _, (h, c) = self.lstm(image.unsqueeze(1))
         return {"h": h.transpose(0, 1), "c": c.transpose(0, 1), "memory_image": image}
 
-    def step(self, tokens: torch.Tensor, state: State):
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         hx = (state["h"].transpose(0, 1).contiguous(), state["c"].transpose(0, 1).contiguous())
         hidden, (h, c) = self.lstm(self._words(tokens, state["memory_image"]).unsqueeze(1), hx)
         logprobs = torch.log_softmax(self.output(hidden[:, 0]), dim=-1)

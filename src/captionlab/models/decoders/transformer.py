@@ -55,8 +55,15 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x, self_keys, self_values, memory_keys, memory_values, causal_mask=None, memory_padding=None
-    ):
+        self,
+        x: torch.Tensor,
+        self_keys: torch.Tensor,
+        self_values: torch.Tensor,
+        memory_keys: torch.Tensor,
+        memory_values: torch.Tensor,
+        causal_mask: torch.Tensor | None = None,
+        memory_padding: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         attended, _ = self.self_attention(self.norm1(x), self_keys, self_values, causal_mask)
         x = x + self.dropout(attended)
         attended, weights = self.cross_attention(self.norm2(x), memory_keys, memory_values, memory_padding)
@@ -183,7 +190,7 @@ class TransformerDecoder(CaptionDecoder):
         state["length"] = torch.zeros(batch, dtype=torch.long, device=device)
         return state
 
-    def step(self, tokens: torch.Tensor, state: State):
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         """Decode one position, appending its keys and values to the cache."""
         position = int(state["length"][0])
         x = self._inputs(tokens.unsqueeze(1), position)

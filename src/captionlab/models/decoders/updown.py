@@ -101,6 +101,6 @@ class UpDownDecoder(CaptionDecoder):
         schedule, outputs, _ = self.unroll_real_steps(memory, tokens, rows, self.embed)
         return schedule.unpack(self.output(self.dropout(outputs)))
 
-    def step(self, tokens: torch.Tensor, state: State):
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         output, state, alpha = self._recur(self.embed(tokens), state)
         return torch.log_softmax(self.output(self.dropout(output)), dim=-1), state, alpha
