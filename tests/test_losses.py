@@ -41,14 +41,14 @@ def test_weighted_cross_entropy_is_the_weighted_token_mean():
     logits = torch.randn(3, 5, 7, requires_grad=True)
     targets = torch.tensor([[4, 5, 2, PAD_ID, PAD_ID], [6, 2, PAD_ID, PAD_ID, PAD_ID], [4, 4, 4, 5, 2]])
     loss = CrossEntropyLoss()
-    assert loss(logits, targets, torch.ones(3)).item() == pytest.approx(loss(logits, targets).item())
+    assert loss.weighted(logits, targets, torch.ones(3)).item() == pytest.approx(loss(logits, targets).item())
     weights = torch.tensor([2.0, 0.0, 0.5])
     per_token = torch.nn.functional.cross_entropy(
         logits.transpose(1, 2), targets, ignore_index=PAD_ID, reduction="none"
     )
     real = (targets != PAD_ID).float()
     expected = (per_token * real * weights[:, None]).sum() / (real * weights[:, None]).sum()
-    weighted = loss(logits, targets, weights)
+    weighted = loss.weighted(logits, targets, weights)
     assert weighted.item() == pytest.approx(expected.item())
     weighted.backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0  # weight 0 teaches nothing
@@ -90,5 +90,15 @@ def test_every_caption_the_loader_serves_has_its_weight(cache_dir, hflip):
                 assert weight == pytest.approx(by_text[datamodule.vocab.decode(caption.tolist())])
                 served += 1
     assert served == 12 * 3
+    # the training step weighs the batch's captions so; without consensus_weight, the plain mean
+    logits = torch.randn(batch["tokens"].shape[0] * 3, batch["tokens"].shape[-1] - 1, len(datamodule.vocab))
+    targets = batch["tokens"].flatten(0, 1)[:, 1:]
+    weights = loss.caption_weights(batch["tokens"], batch["index"])
+    fixed = type("Fixed", (), {"teacher_forcing": lambda self, batch: (logits, None)})()
+    assert loss.step(fixed, batch)["loss"].item() == pytest.approx(
+        loss.weighted(logits, targets, weights).item()
+    )
+    assert CrossEntropyLoss().step(fixed, batch)["loss"].item() == pytest.approx(loss(logits, targets).item())
+    assert loss(logits, targets).item() != pytest.approx(loss.weighted(logits, targets, weights).item())
     with pytest.raises(RuntimeError, match="prepare"):
         CrossEntropyLoss(consensus_weight=1.0).caption_weights(batch["tokens"], batch["index"])

@@ -99,17 +99,17 @@ class CrossEntropyLoss(nn.Module):
                 weights.append(self._weights[key])
         return torch.tensor(weights, device=tokens.device)
 
-    def forward(
-        self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The mean over real target tokens; with `weights` [N] (one per caption), the weighted mean."""
-        if weights is None:
-            return F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                targets.reshape(-1),
-                ignore_index=PAD_ID,
-                label_smoothing=self.label_smoothing,
-            )
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean over real target tokens (a plugin's loss may override this alone)."""
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=PAD_ID,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def weighted(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The mean over real target tokens, each caption's tokens weighed by its weight ([N])."""
         token_loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]),
             targets.reshape(-1),
@@ -123,6 +123,9 @@ class CrossEntropyLoss(nn.Module):
     def step(self, captioner: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         tokens = batch["tokens"]
         logits, extra = captioner.teacher_forcing(batch)
-        weights = self.caption_weights(tokens, batch["index"]) if self.consensus_weight else None
-        loss = self(logits, tokens.reshape(-1, tokens.shape[-1])[:, 1:], weights)
+        targets = tokens.reshape(-1, tokens.shape[-1])[:, 1:]
+        if self.consensus_weight:
+            loss = self.weighted(logits, targets, self.caption_weights(tokens, batch["index"]))
+        else:
+            loss = self(logits, targets)
         return {"loss": loss if extra is None else loss + extra}
