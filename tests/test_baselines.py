@@ -7,10 +7,10 @@ import torch
 from conftest import TINY_OVERRIDES, compose
 
 from captionlab.errors import UserError
+from captionlab.metrics.consensus import Consensus, bleu_vector, sentence_bleu4
 from captionlab.models.encoders import TimmEncoder, imagenet_classifier
 from captionlab.search.greedy import GreedySearch
 from captionlab.search.sample import SampleSearch
-from captionlab.systems.consensus import Consensus, bleu_vector, sentence_bleu4
 from captionlab.systems.knn import NearestNeighbourCaptioner
 from captionlab.systems.template import TemplateCaptioner, imagenet_words, slot_table
 from captionlab.text import Vocabulary

@@ -75,8 +75,8 @@ def test_rerank_mbr_orders_the_beams_captions_by_consensus(tiny_run, tmp_path):
     """caption.py rerank=mbr: the beam's captions in MBR order (with the beams as the only evidence,
     their CIDEr-D consensus order, the training captions read from the checkpoint's data); the
     CIDEr-D utility without readable training captions is an error, BLEU-4 needs none."""
+    from captionlab.metrics.consensus import Consensus
     from captionlab.registry import build
-    from captionlab.systems.consensus import Consensus
 
     run, cfg, _ = tiny_run
     _test_images(run, cfg, tmp_path / "images", count=6)

@@ -9,9 +9,9 @@ from conftest import SHAPES_PREPROCESSING
 from captionlab.data.datamodule import CaptionDataModule
 from captionlab.data.mirror import mirror_caption
 from captionlab.data.shapes import ShapesSource
-from captionlab.metrics.cider_d import CiderD
+from captionlab.metrics.consensus import Consensus
 from captionlab.text import PAD_ID
-from captionlab.training.losses import CrossEntropyLoss, consensus_scores, consensus_weights
+from captionlab.training.losses import CrossEntropyLoss, consensus_weights
 
 CAPTIONS = [
     "a dog runs on the grass",
@@ -22,8 +22,8 @@ CAPTIONS = [
 
 
 def test_the_odd_caption_out_weighs_least_and_weights_average_one():
-    cider = CiderD([CAPTIONS, ["a cat sleeps on a sofa", "a cat on a red sofa"]])
-    scores = consensus_scores(CAPTIONS, cider)
+    consensus = Consensus("cider", [CAPTIONS, ["a cat sleeps on a sofa", "a cat on a red sofa"]])
+    scores = consensus.scores([None] * 4, CAPTIONS)
     assert min(range(4), key=scores.__getitem__) == 3 and scores[3] < 0.1 < min(scores[:3])
     for strength in (0.3, 1.0):
         weights = consensus_weights(scores, strength)
@@ -73,14 +73,14 @@ def test_every_caption_the_loader_serves_has_its_weight(cache_dir, hflip):
     datamodule.set_preprocessing(SHAPES_PREPROCESSING)
     loss = CrossEntropyLoss(consensus_weight=1.0)
     loss.prepare(datamodule)
-    cider = CiderD([r.captions for r in datamodule.split("train")])
+    consensus = Consensus("cider", [r.captions for r in datamodule.split("train")])
     random.seed(0)
     served = 0
     for batch in datamodule.train_dataloader():
         weights = loss.caption_weights(batch["tokens"], batch["index"]).view(batch["tokens"].shape[:2])
         for index, captions, row in zip(batch["index"].tolist(), batch["tokens"], weights):
             kept = list(datamodule.training_records()[index].captions)
-            expected = consensus_weights(consensus_scores(kept, cider), 1.0)
+            expected = consensus_weights(consensus.scores([None] * len(kept), kept), 1.0)
             by_text: dict[str, float] = {}  # a mirrored caption weighs as the caption
             for caption, weight in zip(kept, expected):
                 for text in {caption, mirror_caption(caption)}:

@@ -8,11 +8,11 @@ import torch
 from conftest import evaluate_checkpoint
 
 from captionlab.errors import OptionError, UserError
+from captionlab.metrics.consensus import Consensus
 from captionlab.models.encoder_decoder import EncoderDecoder
 from captionlab.registry import register
 from captionlab.search import SampleSearch
 from captionlab.search.beam import BeamSearch
-from captionlab.systems.consensus import Consensus
 from captionlab.systems.mbr import MinimumBayesRisk
 from captionlab.text import Vocabulary
 from captionlab.types import SearchOutput

@@ -19,12 +19,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from captionlab.errors import UserError
+from captionlab.metrics.consensus import CONSENSUS_METRICS, Consensus
 from captionlab.models.encoder_decoder import encode_batch
 from captionlab.models.encoders import TimmEncoder
 from captionlab.registry import build, register
 from captionlab.search.base import SearchStrategy
 from captionlab.systems.base import BaseSystem
-from captionlab.systems.consensus import CONSENSUS_METRICS, Consensus
 from captionlab.systems.output import texts_to_output
 from captionlab.text import Vocabulary, tokenize
 from captionlab.types import Batch, SearchOutput

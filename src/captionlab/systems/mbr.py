@@ -5,7 +5,7 @@ own distribution agrees with most (Kumar & Byrne 2004; sampling-based MBR, Eikem
 The expected utility of a hypothesis is estimated by its mean similarity to `num_samples` captions
 sampled from the model (the evidence) and, with `hypotheses_as_evidence`, to the other hypotheses.
 Similarity: CIDEr-D with the training captions' document frequencies, smoothed BLEU-4 (the
-consensus measures of `systems/consensus.py`), or a weighted sum of the two (`utility={cider: 1,
+consensus measures of `metrics/consensus.py`), or a weighted sum of the two (`utility={cider: 1,
 bleu: 10}`: CIDEr-D's similarities run up to 10, BLEU-4's up to 1). Beam search returns the most
 probable caption; MBR returns the most typical one, which is what consensus metrics reward.
 
@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from captionlab.errors import OptionError, UserError
+from captionlab.metrics.consensus import CONSENSUS_METRICS, Consensus
 from captionlab.registry import register
 from captionlab.search import SampleSearch
 from captionlab.search.beam import take_per_image
-from captionlab.systems.consensus import CONSENSUS_METRICS, Consensus
 from captionlab.types import Decoder, EncoderOutput, Search, SearchOutput
 
 

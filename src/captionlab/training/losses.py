@@ -12,21 +12,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from captionlab.data.mirror import mirror_caption
-from captionlab.metrics.cider_d import CiderD
+from captionlab.metrics.consensus import Consensus
 from captionlab.registry import register
 from captionlab.text import PAD_ID
 from captionlab.types import Batch
 
 log = logging.getLogger(__name__)
-
-
-def consensus_scores(captions: list[str], cider: CiderD) -> list[float]:
-    """Each caption's CIDEr-D against the image's other captions: how typical it is of them."""
-    vectors = [cider.vector(c) for c in captions]
-    return [
-        cider.similarity(vector, vectors[:i] + vectors[i + 1 :]) if len(vectors) > 1 else 0.0
-        for i, vector in enumerate(vectors)
-    ]
 
 
 def consensus_weights(scores: list[float], strength: float) -> list[float]:
@@ -67,12 +58,13 @@ class CrossEntropyLoss(nn.Module):
             return
         began = time.perf_counter()
         records = datamodule.training_records()
-        cider = CiderD([r.captions for r in datamodule.split("train")])
+        consensus = Consensus("cider", [r.captions for r in datamodule.split("train")])
         encode = datamodule.vocab.encode
         rewrites = [lambda c: c] + ([mirror_caption] if datamodule.hflip else [])
         self._weights = {}
         for index, record in enumerate(records):
-            weights = consensus_weights(consensus_scores(list(record.captions), cider), self.consensus_weight)
+            scores = consensus.scores([None] * len(record.captions), record.captions)
+            weights = consensus_weights(scores, self.consensus_weight)
             for caption, weight in zip(record.captions, weights):
                 for rewrite in rewrites:
                     key = (index, tuple(encode(rewrite(caption), datamodule.max_caption_len)))
@@ -88,9 +80,9 @@ class CrossEntropyLoss(nn.Module):
     def caption_weights(self, tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """[B, K, T] token ids of each image's K captions -> [B * K] their weights."""
         weights = []
-        for index, captions in zip(indices.tolist(), tokens):
+        for index, captions in zip(indices.tolist(), tokens.tolist()):
             for caption in captions:
-                key = (index, tuple(caption[caption != PAD_ID].tolist()))
+                key = (index, tuple(token for token in caption if token != PAD_ID))
                 if key not in self._weights:
                     raise RuntimeError(
                         "CrossEntropyLoss.prepare(datamodule) must run before training with "
