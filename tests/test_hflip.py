@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captionlab.data.datamodule import CaptionDataModule, TrainDataset
+from captionlab.data.datamodule import CaptionDataModule, TrainDataset, collate
 from captionlab.data.mirror import mirror_caption, mirror_image
 from captionlab.errors import UserError
 from captionlab.text import Vocabulary
@@ -52,6 +52,7 @@ def test_train_items_are_mirrored_half_the_time_with_their_captions():
     for _ in range(200):
         item = dataset[0]
         mirrored = bool(item["pooled"][0] == 1.0)
+        assert item["mirrored"] is mirrored  # what SCST rewards it against (tests/test_scst.py)
         words = {w for t in item["tokens"] for w in vocab.decode(t.tolist()).split()}
         assert (
             ("right" in words and "left" not in words)
@@ -64,7 +65,16 @@ def test_train_items_are_mirrored_half_the_time_with_their_captions():
 
 def test_without_hflip_items_are_never_mirrored():
     dataset, _ = _dataset(hflip=False)
-    assert all(dataset[0]["pooled"][0] == 0.0 for _ in range(20))
+    assert all(dataset[0]["pooled"][0] == 0.0 and not dataset[0]["mirrored"] for _ in range(20))
+
+
+def test_a_batch_says_which_of_its_images_are_mirrored():
+    dataset, _ = _dataset(hflip=True)
+    random.seed(1)
+    items = [dataset[0] for _ in range(16)]
+    batch = collate(items)
+    assert batch["mirrored"].tolist() == [bool(it["pooled"][0] == 1.0) for it in items]
+    assert 0 < int(batch["mirrored"].sum()) < 16
 
 
 def test_hflip_refuses_features_without_mirror_images(cache_dir):

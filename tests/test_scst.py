@@ -56,13 +56,14 @@ def test_invalid_settings_are_rejected():
 
 
 class _Records:
-    """What `prepare` reads of a DataModule: the train split, the records it trains on, the vocabulary."""
+    """What `prepare` reads of a DataModule: the train split, the records it trains on, the
+    vocabulary, whether it serves mirror images."""
 
-    def __init__(self, vocab):
+    def __init__(self, vocab, references=REFERENCES, hflip=False):
         from captionlab.types import CaptionRecord
 
-        self.vocab = vocab
-        self.records = [CaptionRecord(f"{k}.jpg", k, "train", tuple(v)) for k, v in REFERENCES.items()]
+        self.vocab, self.hflip = vocab, hflip
+        self.records = [CaptionRecord(f"{k}.jpg", k, "train", tuple(v)) for k, v in references.items()]
 
     def split(self, name):
         return self.records
@@ -93,6 +94,35 @@ def test_the_reward_sees_the_end_token_and_penalises_a_caption_cut_at_the_limit(
         assert bare == ended_reward
 
 
+def test_a_mirror_image_is_rewarded_against_its_mirrored_references():
+    from captionlab.text import Vocabulary
+
+    references = {1: ["a dog to the left of a cat", "a dog sits left of a cat", "a dog and a cat"]}
+    vocab = Vocabulary.build(references[1] + ["right"])
+    loss = SelfCriticalLoss(bleu4_weight=1.0)
+    loss.prepare(_Records(vocab, references, hflip=True))
+    left, right = (
+        loss.reward_words("a dog to the left of a cat"),
+        loss.reward_words("a dog to the right of a cat"),
+    )
+    [left_plain, right_plain, left_mirrored, right_mirrored] = loss.rewards(
+        [left, right, left, right], [0, 0, 0, 0], [False, False, True, True]
+    )
+    assert right_mirrored == pytest.approx(float(left_plain)) and left_mirrored == pytest.approx(
+        float(right_plain)
+    )
+    assert right_mirrored > left_mirrored and left_plain > right_plain
+
+
+def test_without_hflip_there_are_no_mirrored_references():
+    from captionlab.text import Vocabulary
+
+    loss = SelfCriticalLoss()
+    loss.prepare(_Records(Vocabulary.build([c for v in REFERENCES.values() for c in v])))
+    with pytest.raises(KeyError):
+        loss.rewards([loss.reward_words("a dog")], [0], [True])
+
+
 @pytest.fixture(scope="module")
 def scst_module(tiny_run):
     from captionlab.registry import build
@@ -121,6 +151,28 @@ def test_scst_step_gives_a_gradient_and_its_figures(scst_module, baseline):
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
     assert float(outputs["reward"]) > 0
     module.zero_grad()
+
+
+def test_the_step_rewards_each_image_as_the_batch_serves_it(scst_module, monkeypatch):
+    module, datamodule = scst_module
+    batch = next(iter(datamodule.train_dataloader()))
+    indices = batch["index"].tolist()
+    batch["mirrored"] = torch.tensor([row % 2 == 0 for row in range(len(indices))])
+    asked = []
+
+    def rewards(captions, indices, mirrored=None):
+        asked.append((indices, mirrored))
+        return torch.zeros(len(captions))
+
+    monkeypatch.setattr(module.loss, "rewards", rewards)
+    module.loss.step(module.captioner, batch)
+    n = module.loss.num_samples
+    samples, greedy = asked
+    assert samples == (
+        [i for i in indices for _ in range(n)],
+        [r % 2 == 0 for r in range(len(indices)) for _ in range(n)],
+    )
+    assert greedy == (indices, [r % 2 == 0 for r in range(len(indices))])
 
 
 def test_mean_baseline_is_the_other_samples_mean_and_advantages_sum_to_zero():

@@ -72,8 +72,9 @@ State = dict[str, torch.Tensor]
 class Batch(TypedDict, total=False):
     """What the data loaders yield: `image` [B, 3, H, W] or cached `pooled`/`grid` features
     (`grid_mask` [B, N], True for real regions, when region counts differ and the grid is padded),
-    `index` [B] (row in the split), `tokens` [B, K, T] (training), and `unreadable` (images of the
-    batch that did not decode, set aside by the collate function)."""
+    `index` [B] (row in the split), `tokens` [B, K, T] and `mirrored` [B] (training: True where the
+    item is the mirror image, data.hflip), and `unreadable` (images of the batch that did not
+    decode, set aside by the collate function)."""
 
     image: torch.Tensor
     pooled: torch.Tensor
@@ -81,6 +82,7 @@ class Batch(TypedDict, total=False):
     grid_mask: torch.Tensor
     index: torch.Tensor
     tokens: torch.Tensor
+    mirrored: torch.Tensor
     unreadable: list[dict[str, Any]]
 
 

@@ -107,7 +107,7 @@ class TrainDataset(ImageDataset):
             if len(captions) >= k
             else captions + random.choices(captions, k=k - len(captions))
         )
-        return {**item, "tokens": chosen}
+        return {**item, "tokens": chosen, "mirrored": mirrored}
 
 
 def pad_regions(grids: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -139,6 +139,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     if "grid" in items[0]:
         batch.update(pad_regions([it["grid"] for it in items]))
     batch["index"] = torch.tensor([it["index"] for it in items])
+    if "mirrored" in items[0]:
+        batch["mirrored"] = torch.tensor([it["mirrored"] for it in items])
     if "tokens" in items[0]:
         captions = [t for it in items for t in it["tokens"]]
         padded = torch.full((len(captions), max(len(t) for t in captions)), PAD_ID, dtype=torch.long)

@@ -15,6 +15,9 @@ rewards the policy's entropy there: both keep the policy near the cross-entropy 
 `dropout` (beam-SCST only) scores the beams with the decoder's dropout on, as M2 and X-modaler
 train: a regulariser against fitting the training images' references; the beams themselves are
 found, and the KL term computed, with dropout off.
+
+With `data.hflip`, a mirror image's samples are rewarded against its mirrored references ("left"
+and "right" swapped, the captions the loader serves with it), not the image's own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from captionlab.data.mirror import mirror_caption
 from captionlab.metrics.cider_d import CiderD
 from captionlab.metrics.diversity import repeats_a_word
 from captionlab.metrics.nbest import sentence_bleu4
@@ -97,8 +101,9 @@ class SelfCriticalLoss(nn.Module):
             )
         self.greedy = GreedySearch(max_new_tokens=max_new_tokens)
         self.cider: CiderD | None = None
-        self._references: list[list[list[str]]] = []
-        self._captions: list[list[str]] = []
+        # (image position, mirrored) -> the references' texts and their reward words
+        self._captions: dict[tuple[int, bool], list[str]] = {}
+        self._references: dict[tuple[int, bool], list[list[str]]] = {}
         self._vocab = None
         # the starting model's weights (for kl_weight): saved in checkpoints, so a resumed run
         # keeps the same reference; the frozen module is rebuilt from them when first needed
@@ -107,9 +112,17 @@ class SelfCriticalLoss(nn.Module):
 
     def prepare(self, datamodule: Any) -> None:
         """CIDEr-D's document frequencies from the whole train split's references, once; each
-        image's references are the captions this run trains on (data.holdout_captions)."""
-        self._captions = [list(r.captions) for r in datamodule.training_records()]
-        self._references = [[self.reward_words(c) for c in captions] for captions in self._captions]
+        image's references are the captions this run trains on (data.holdout_captions), and a
+        mirror image's (data.hflip) are those captions mirrored."""
+        views = {False: lambda c: c, True: mirror_caption} if datamodule.hflip else {False: lambda c: c}
+        self._captions = {
+            (index, mirrored): [rewrite(c) for c in record.captions]
+            for index, record in enumerate(datamodule.training_records())
+            for mirrored, rewrite in views.items()
+        }
+        self._references = {
+            key: [self.reward_words(c) for c in captions] for key, captions in self._captions.items()
+        }
         self._vocab = datamodule.vocab
         self.cider = CiderD([self.reward_words(c) for c in r.captions] for r in datamodule.split("train"))
 
@@ -120,15 +133,18 @@ class SelfCriticalLoss(nn.Module):
     def _sequence_words(self, sequence: torch.Tensor) -> list[str]:
         return self.reward_words(self._vocab.decode(sequence), ended=bool((sequence == EOS_ID).any()))
 
-    def rewards(self, captions: list[list[str]], indices: list[int]) -> torch.Tensor:
-        """The reward of each caption (its reward words) against its image's references."""
+    def rewards(
+        self, captions: list[list[str]], indices: list[int], mirrored: list[bool] | None = None
+    ) -> torch.Tensor:
+        """The reward of each caption (its reward words) against its image's references (those of
+        its mirror image where `mirrored`)."""
         values = []
-        for words, index in zip(captions, indices):
+        for words, key in zip(captions, zip(indices, mirrored or [False] * len(indices))):
             reward = self.cider_weight * self.cider.score(
-                words, self.cider.references(index, self._references[index])
+                words, self.cider.references(key, self._references[key])
             )
             if self.bleu4_weight:
-                reward += self.bleu4_weight * sentence_bleu4(" ".join(words), self._captions[index])
+                reward += self.bleu4_weight * sentence_bleu4(" ".join(words), self._captions[key])
             values.append(reward)
         return torch.tensor(values)
 
@@ -172,13 +188,17 @@ class SelfCriticalLoss(nn.Module):
         memory = captioner.encode(batch)
         size, samples = memory.pooled.shape[0], self.num_samples
         indices = batch["index"].tolist()
+        mirrored = batch["mirrored"].tolist() if "mirrored" in batch else [False] * size
         with torch.no_grad():
             drawn = self.sampler(captioner.decoder, memory).sequences  # [B, n, L]
             greedy = self.greedy(captioner.decoder, memory).best()  # the baseline, or logged
         sequences = drawn.flatten(0, 1)
         words = [self._sequence_words(seq) for seq in sequences]
-        reward = self.rewards(words, [i for i in indices for _ in range(samples)]).view(size, samples)
-        greedy_reward = self.rewards([self._sequence_words(s) for s in greedy], indices).view(size, 1)
+        sample_indices = [i for i in indices for _ in range(samples)]
+        sample_mirrored = [m for m in mirrored for _ in range(samples)]
+        reward = self.rewards(words, sample_indices, sample_mirrored).view(size, samples)
+        greedy_words = [self._sequence_words(s) for s in greedy]
+        greedy_reward = self.rewards(greedy_words, indices, mirrored).view(size, 1)
         baseline = mean_of_others(reward) if self.baseline == "mean" else greedy_reward
         advantage = (reward - baseline).to(memory.pooled.device)
 
