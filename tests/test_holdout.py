@@ -88,7 +88,8 @@ def test_held_out_captions_train_one_stage_and_are_the_rewards_references_in_the
         assert sorted(rest.captions + held.captions) == sorted(image.captions)
     loss = SelfCriticalLoss()
     loss.prepare(parts["holdout"])
-    assert loss._captions == [list(r.captions) for r in parts["holdout"].training_records()]
+    held_out = parts["holdout"].training_records()
+    assert loss._captions == {(i, False): list(r.captions) for i, r in enumerate(held_out)}
     everything = SelfCriticalLoss()
     everything.prepare(_shapes_datamodule(cache_dir))
     assert loss.cider.log_frequency == everything.cider.log_frequency  # from the whole split
