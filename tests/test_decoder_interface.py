@@ -158,6 +158,27 @@ def test_reordering_beams_keeps_the_image_memory_and_equals_a_full_reorder(name)
             assert kept[key] is state[key]
 
 
+def test_an_ensemble_copies_the_grid_its_members_share_once():
+    from captionlab.models.decoders.ensemble import EnsembleDecoder
+    from captionlab.search.sample import SampleSearch
+
+    members = [_build("attention"), _build("attention"), _build("updown")]
+    ensemble, memory = EnsembleDecoder(members), _memory(batch=2)
+    rows = torch.arange(2).repeat_interleave(4)
+    state = ensemble.reorder_state(ensemble.init_state(memory), rows)
+    assert state["memory_grid@0"] is state["memory_grid@1"]  # one copy for both soft-attention members
+    copied = {key: value.index_select(0, rows) for key, value in ensemble.init_state(memory).items()}
+    for key, value in state.items():
+        torch.testing.assert_close(value, copied[key])
+    kept = ensemble.reorder_state(state, torch.tensor([7, 0, 3]))
+    assert kept["memory_grid@0"] is kept["memory_grid@1"]  # and it stays shared
+    # the same captions as member states copied entry by entry
+    shared = SampleSearch(num_return_sequences=4, seed=3, max_new_tokens=6)(ensemble, memory).sequences
+    ensemble.reorder_state = lambda state, index: {k: v.index_select(0, index) for k, v in state.items()}
+    copies = SampleSearch(num_return_sequences=4, seed=3, max_new_tokens=6)(ensemble, memory).sequences
+    assert torch.equal(shared, copies)
+
+
 @pytest.mark.parametrize("name", DECODERS)
 def test_greedy_search_runs_on_every_decoder(name):
     decoder, memory = _build(name), _memory()

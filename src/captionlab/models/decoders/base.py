@@ -97,6 +97,21 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
     return torch.softmax(scores, dim=-1)
 
 
+def select_rows(state: State, index: torch.Tensor, selects: Callable[[str], bool]) -> State:
+    """`index`'s rows of the entries `selects` names (the others as they are); a tensor held by
+    several entries is selected once, and the new entries share it too."""
+    selected: dict[int, torch.Tensor] = {}  # id of a tensor of `state` -> its rows `index`
+    reordered = {}
+    for key, value in state.items():
+        if not selects(key):
+            reordered[key] = value
+            continue
+        if id(value) not in selected:
+            selected[id(value)] = value.index_select(0, index)
+        reordered[key] = selected[id(value)]
+    return reordered
+
+
 def memory_state(memory: EncoderOutput) -> State:
     """The region mask as a decoder state entry (`memory_mask`), when the grid is padded."""
     return {} if memory.mask is None else {"memory_mask": memory.mask}
@@ -140,15 +155,15 @@ class CaptionDecoder(nn.Module):
         raise NotImplementedError
 
     def reorder_state(self, state: State, index: torch.Tensor) -> State:
-        return {key: value.index_select(0, index) for key, value in state.items()}
+        """The state's rows `index`. A tensor several entries hold (an ensemble's soft-attention
+        members read the same image grid) is selected once and stays shared: copying it per member
+        multiplied the memory of sampling many captions per image."""
+        return select_rows(state, index, lambda key: True)
 
     def reorder_beams(self, state: State, index: torch.Tensor) -> State:
         """`reorder_state` for an index that moves rows only among the beams of the same image,
         whose `memory*` entries are equal, so those stay as they are."""
-        return {
-            key: value if key.startswith("memory") else value.index_select(0, index)
-            for key, value in state.items()
-        }
+        return select_rows(state, index, lambda key: not key.startswith("memory"))
 
     def teacher_forcing(
         self, memory: EncoderOutput, tokens: torch.Tensor, rows: torch.Tensor | None = None
