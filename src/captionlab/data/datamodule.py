@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from captionlab.data.holdout import caption_positions, train_positions
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
-from captionlab.data.mirror import mirror_caption, mirror_image
+from captionlab.data.mirror import caption_views, mirror_image
 from captionlab.data.records import SPLITS, canonical_split, records_fingerprint
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError, require_int
@@ -83,10 +83,9 @@ class TrainDataset(ImageDataset):
         super().__init__(records, transform, features)
         self.captions_per_image = captions_per_image
         self.hflip, self.mirrored_features = hflip, mirrored_features
-        self.tokens = self._encode(records, vocab, max_caption_len, lambda c: c)
-        self.mirrored_tokens = (
-            self._encode(records, vocab, max_caption_len, mirror_caption) if hflip else None
-        )
+        views = caption_views(hflip)
+        self.tokens = self._encode(records, vocab, max_caption_len, views[False])
+        self.mirrored_tokens = self._encode(records, vocab, max_caption_len, views[True]) if hflip else None
 
     @staticmethod
     def _encode(records, vocab, max_caption_len, rewrite) -> list[list[torch.Tensor]]:

@@ -5,6 +5,7 @@ that a flip does not teach the decoder that the dog on the left is on the right.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from PIL import Image, ImageOps
 
@@ -17,6 +18,12 @@ def mirror_caption(caption: str) -> str:
     return _MIRROR_PATTERN.sub(
         lambda match: _same_case(MIRROR_WORDS[match.group(0).lower()], match.group(0)), caption
     )
+
+
+def caption_views(hflip: bool) -> dict[bool, Callable[[str], str]]:
+    """The texts the train loader serves a caption as, by whether the image is its mirror: as
+    written and, with `hflip`, mirrored. Losses that look a served caption up use the same views."""
+    return {False: str, True: mirror_caption} if hflip else {False: str}
 
 
 def _same_case(word: str, like: str) -> str:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from captionlab.data.mirror import mirror_caption
+from captionlab.data.mirror import caption_views
 from captionlab.metrics.consensus import Consensus
 from captionlab.registry import register
 from captionlab.text import PAD_ID
@@ -60,7 +60,7 @@ class CrossEntropyLoss(nn.Module):
         records = datamodule.training_records()
         consensus = Consensus("cider", [r.captions for r in datamodule.split("train")])
         encode = datamodule.vocab.encode
-        rewrites = [lambda c: c] + ([mirror_caption] if datamodule.hflip else [])
+        rewrites = caption_views(datamodule.hflip).values()
         self._weights = {}
         for index, record in enumerate(records):
             scores = consensus.scores([None] * len(record.captions), record.captions)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from captionlab.data.mirror import mirror_caption
+from captionlab.data.mirror import caption_views
 from captionlab.metrics.cider_d import CiderD
 from captionlab.metrics.diversity import repeats_a_word
 from captionlab.metrics.nbest import sentence_bleu4
@@ -114,7 +114,7 @@ class SelfCriticalLoss(nn.Module):
         """CIDEr-D's document frequencies from the whole train split's references, once; each
         image's references are the captions this run trains on (data.holdout_captions), and a
         mirror image's (data.hflip) are those captions mirrored."""
-        views = {False: lambda c: c, True: mirror_caption} if datamodule.hflip else {False: lambda c: c}
+        views = caption_views(datamodule.hflip)
         self._captions = {
             (index, mirrored): [rewrite(c) for c in record.captions]
             for index, record in enumerate(datamodule.training_records())
