@@ -479,7 +479,7 @@ def test_byte_order_marks_are_ignored_in_every_text_format(tmp_path):
 # ---- results files ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("caption", [None, ["a", "man"], 3, {"text": "a man"}])
 def test_a_results_file_caption_must_be_a_string(tmp_path, caption):
-    from captionlab.pipelines.evaluate import read_results_file
+    from captionlab.data.results_file import read_results_file
 
     entries = [{"image_id": "a.jpg", "caption": "a man"}, {"image_id": "b.jpg", "caption": caption}]
     (tmp_path / "results.json").write_text(BOM + json.dumps(entries), encoding="utf-8")

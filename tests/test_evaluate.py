@@ -47,8 +47,8 @@ def test_search_named_on_the_command_line_replaces_the_checkpoints(tiny_run, tmp
 
 def test_bad_requests_are_one_line_errors(tiny_run, tmp_path):
     run, _, _ = tiny_run
-    with pytest.raises(UserError, match="split=train"):
-        _evaluate(run, tmp_path, "split=train")
+    with pytest.raises(UserError, match="unknown split 'holdout'"):
+        _evaluate(run, tmp_path, "split=holdout")
     with pytest.raises(UserError, match="checkpoint not found"):
         run_evaluation(
             compose(["ckpt_path=/nonexistent.ckpt", f"paths.output_dir={tmp_path}"], config_name="evaluate")

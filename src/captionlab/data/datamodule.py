@@ -18,6 +18,7 @@ from captionlab.data.holdout import caption_positions, train_positions
 from captionlab.data.images import DEFAULT_MAX_IMAGE_PIXELS, UnreadableImage, load_image, set_max_image_pixels
 from captionlab.data.mirror import caption_views, mirror_image
 from captionlab.data.records import SPLITS, canonical_split, records_fingerprint
+from captionlab.data.results_file import read_results_file
 from captionlab.data.transforms import build_transform
 from captionlab.errors import UserError, require_int
 from captionlab.registry import register
@@ -164,6 +165,10 @@ class CaptionDataModule(pl.LightningDataModule):
     `all` of it, the `rest`, or only the `holdout` (the vocabulary, the feature cache and SCST's
     document frequencies still come from the whole split). `holdout_captions` sets a fixed random
     part of every train image's captions aside instead, chosen the same way by `train_on`.
+    `teacher_captions`: a COCO results file of captions of train images (e.g. an ensemble's
+    `predictions_train.json` from `evaluate.py split=train`), each trained on as one more caption of
+    its image: sequence-level knowledge distillation (Kim & Rush 2016). The vocabulary, SCST's
+    document frequencies and every reference that is scored still come from the dataset alone.
     `source_options` are the dataset's user-facing options (root, on_error, annotations, ...),
     which the data config passes on to the source.
     """
@@ -187,6 +192,7 @@ class CaptionDataModule(pl.LightningDataModule):
         holdout_images: int = 0,
         holdout_captions: int = 0,
         train_on: str = "all",
+        teacher_captions: str | None = None,
         test_split: str = "test",
         vocab: Vocabulary | None = None,
         preprocessing: dict[str, Any] | None = None,
@@ -203,6 +209,8 @@ class CaptionDataModule(pl.LightningDataModule):
         self.holdout_images = require_int(holdout_images, "data.holdout_images", 0)
         self.holdout_captions = require_int(holdout_captions, "data.holdout_captions", 0)
         self.train_on = str(train_on)
+        self.teacher_captions = teacher_captions
+        self._taught = False  # whether training_records holds the teacher's captions yet
         self.transform: Callable | None = None
         if preprocessing is not None:
             self.set_preprocessing(preprocessing)
@@ -302,9 +310,32 @@ class CaptionDataModule(pl.LightningDataModule):
 
     def training_records(self) -> list[CaptionRecord]:
         """The train split as this run trains on it: every image, with only the captions that
-        data.holdout_captions and data.train_on choose (the split itself, `split("train")`, is whole)."""
+        data.holdout_captions and data.train_on choose, and the teacher's caption where
+        data.teacher_captions gives one (the split itself, `split("train")`, is whole). The teacher
+        file is read here, on first use, so that evaluating the model does not need it."""
         self.prepare()
+        if self.teacher_captions is not None and not self._taught:
+            self._training_records = self._with_teacher_captions(self._training_records)
+            self._taught = True
         return self._training_records
+
+    def _with_teacher_captions(self, train: list[CaptionRecord]) -> list[CaptionRecord]:
+        path = self.teacher_captions
+        taught = read_results_file(
+            path,
+            {r.image_id for r in train},
+            what="data.teacher_captions file",
+            unknown_hint=f"the train split of data={self.name} (caption it with evaluate.py split=train)",
+        )
+        self.report.append(
+            f"data={self.name}: trained on {len(taught)} teacher captions from {path} as one more caption "
+            f"of their image; {len(train) - len(taught)} of the {len(train)} train images have none"
+        )
+        log.info(self.report[-1])
+        return [
+            replace(r, captions=(*r.captions, taught[r.image_id])) if r.image_id in taught else r
+            for r in train
+        ]
 
     def _check_overlaps(self, records: dict[str, list[CaptionRecord]]) -> None:
         """Report images that are in two splits; refuse those involving test unless allowed."""

@@ -10,7 +10,6 @@ Results go into a run folder of their own (`outputs/eval/runs/<time>/`).
 
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from omegaconf import DictConfig
 
 from captionlab.data.images import load_image
 from captionlab.data.records import canonical_split
+from captionlab.data.results_file import read_results_file
 from captionlab.errors import UserError
 from captionlab.features import use_cached_features
 from captionlab.metrics.chair import ObjectWords, chair
@@ -37,54 +37,15 @@ from captionlab.pipelines.common import (
 )
 from captionlab.registry import build
 from captionlab.systems.loading import load_for_inference
-from captionlab.utils.io import read_text, write_json, write_predictions
+from captionlab.utils.io import write_json, write_predictions
 
 log = logging.getLogger(__name__)
 
-EVALUATED_SPLITS = ("val", "test")
-
-
-def read_results_file(path: str | Path, references: dict[Any, list[str]]) -> dict[Any, str]:
-    """A COCO results file `[{"image_id": ..., "caption": ...}]` covering every image of the split."""
-    path = Path(path)
-    try:
-        entries = json.loads(read_text(path, "predictions file"))
-    except FileNotFoundError:
-        raise UserError(f"predictions file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise UserError(
-            f'{path} is not JSON ({err}); expected COCO results [{{"image_id", "caption"}}]'
-        ) from None
-    if not isinstance(entries, list) or not all(
-        isinstance(e, dict) and {"image_id", "caption"} <= set(e) for e in entries
-    ):
-        raise UserError(
-            f'{path}: expected COCO results format, a list of {{"image_id": ..., "caption": ...}}'
-        )
-    predictions: dict[Any, str] = {}
-    for number, entry in enumerate(entries):
-        if isinstance(entry["image_id"], bool) or not isinstance(entry["image_id"], (int, str)):
-            raise UserError(
-                f"{path}: entry {number} has an image_id that is neither a number nor a string "
-                f"({json.dumps(entry['image_id'])[:60]})"
-            )
-        if not isinstance(entry["caption"], str):
-            raise UserError(
-                f"{path}: entry {number} (image_id {entry['image_id']!r}) has a caption that is not a string "
-                f"({json.dumps(entry['caption'])[:60]}); give each image one caption string"
-            )
-        if entry["image_id"] in predictions:
-            raise UserError(
-                f"{path}: image_id {entry['image_id']!r} has more than one caption; keep one per image"
-            )
-        predictions[entry["image_id"]] = entry["caption"]
-    unknown = [i for i in predictions if i not in references]
-    if unknown:
-        raise UserError(
-            f"{path}: {len(unknown)} image ids are not in this split (e.g. {unknown[0]!r}); "
-            "check data= and split="
-        )
-    return predictions
+EVALUATED_SPLITS = (
+    "val",
+    "test",
+    "train",
+)  # train: how the model fits its own images, or a teacher's captions
 
 
 def _caption_with_checkpoint(cfg: DictConfig, split: str):
@@ -179,7 +140,7 @@ def _clip_score(cfg: DictConfig, datamodule: Any, split: str, predictions: dict[
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     split = canonical_split(str(cfg.split))
     if split not in EVALUATED_SPLITS:
-        raise UserError(f"split={cfg.split}: choose val (dev) or test")
+        raise UserError(f"split={cfg.split}: choose val (dev), test or train")
     if not cfg.get("ckpt_path") and not cfg.get("predictions"):
         raise UserError(
             "give ckpt_path=<run>/checkpoints/best.ckpt (or predictions=<COCO results file> data=...)"
