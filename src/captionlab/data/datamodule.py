@@ -167,8 +167,9 @@ class CaptionDataModule(pl.LightningDataModule):
     part of every train image's captions aside instead, chosen the same way by `train_on`.
     `teacher_captions`: a COCO results file of captions of train images (e.g. an ensemble's
     `predictions_train.json` from `evaluate.py split=train`), each trained on as one more caption of
-    its image: sequence-level knowledge distillation (Kim & Rush 2016). The vocabulary, SCST's
-    document frequencies and every reference that is scored still come from the dataset alone.
+    its image: sequence-level knowledge distillation (Kim & Rush 2016). They are training captions
+    like the others (SCST's references, model=knn's pool); the vocabulary, the document frequencies
+    and every reference that is scored still come from the dataset alone.
     `source_options` are the dataset's user-facing options (root, on_error, annotations, ...),
     which the data config passes on to the source.
     """
