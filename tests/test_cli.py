@@ -7,6 +7,9 @@ def test_help_and_cfg_job():
     result = run_cli("train.py", "--help")
     assert result.returncode == 0 and "decoder: attention, lstm, transformer, updown" in result.stdout
     assert result.stdout.startswith("captionlab")
+    for script, name in (("evaluate.py", "evaluate"), ("caption.py", "caption")):  # each its own help
+        result = run_cli(script, "--help")
+        assert result.returncode == 0 and result.stdout.startswith(f"captionlab {name}:"), result.stdout[:200]
     result = run_cli("train.py", "--cfg", "job", "decoder.hidden_dim=64")
     assert result.returncode == 0 and "hidden_dim: 64" in result.stdout
 
