@@ -12,6 +12,13 @@ a word, in the candidate when the model ended it and in every reference, so that
 `max_new_tokens` (one that never stopped) loses the n-grams that end a sentence.
 `kl_weight` adds KL(policy || the starting model) at every sampled position; `entropy_weight`
 rewards the policy's entropy there: both keep the policy near the cross-entropy model.
+`mbr_weight` adds the caption's agreement with the policy itself to its reward: its mean CIDEr-D
+to captions sampled from the policy for the same image (the image's other samples, with
+`sample_method: sample`, and `mbr_samples` more drawn for it), an unbiased estimate of the expected
+utility that minimum Bayes risk decoding (`rerank=mbr`) maximises. The references' reward is what
+the training images' captions teach, and on Flickr8k the cross-entropy start has already fitted it
+(greedy CIDEr-D 0.95 on its training images, 0.48 on val); agreement with the policy's own samples
+asks for the typical caption, the preference that lifts every model's val CIDEr with MBR.
 `dropout` (beam-SCST only) scores the beams with the decoder's dropout on, as M2 and X-modaler
 train: a regulariser against fitting the training images' references; the beams themselves are
 found, and the KL term computed, with dropout off.
@@ -30,6 +37,7 @@ from torch import nn
 
 from captionlab.data.mirror import caption_views
 from captionlab.metrics.cider_d import CiderD
+from captionlab.metrics.consensus import Consensus
 from captionlab.metrics.diversity import repeats_a_word
 from captionlab.metrics.nbest import sentence_bleu4
 from captionlab.registry import register
@@ -68,6 +76,8 @@ class SelfCriticalLoss(nn.Module):
         top_p: float = 1.0,
         max_new_tokens: int = 20,
         dropout: bool = False,
+        mbr_weight: float = 0.0,
+        mbr_samples: int = 0,
     ):
         super().__init__()
         if baseline not in BASELINES:
@@ -83,6 +93,20 @@ class SelfCriticalLoss(nn.Module):
                 "loss.dropout=true needs loss.sample_method=beam: sampled captions must be scored "
                 "by the very network that drew them, and dropout would score them with another"
             )
+        if mbr_weight < 0 or mbr_samples < 0:
+            raise ValueError("loss.mbr_weight and loss.mbr_samples must be 0 or more")
+        if mbr_weight and baseline != "mean":
+            raise ValueError(
+                "loss.mbr_weight needs loss.baseline=mean: the greedy caption's agreement with the "
+                "samples is not comparable with a sample's agreement with the others"
+            )
+        if mbr_weight and sample_method == "beam" and not mbr_samples:
+            raise ValueError(
+                "loss.mbr_weight with loss.sample_method=beam needs loss.mbr_samples >= 1: beams are "
+                "not draws of the policy, so the agreement is measured against sampled captions"
+            )
+        self.mbr_weight = mbr_weight
+        self.mbr_samples = mbr_samples if mbr_weight else 0
         self.baseline, self.num_samples, self.include_eos = baseline, num_samples, include_eos
         self.dropout = dropout
         self.cider_weight, self.bleu4_weight = cider_weight, bleu4_weight
@@ -100,7 +124,15 @@ class SelfCriticalLoss(nn.Module):
                 max_new_tokens=max_new_tokens,
             )
         self.greedy = GreedySearch(max_new_tokens=max_new_tokens)
+        self.evidence_sampler = (
+            SampleSearch(num_return_sequences=self.mbr_samples, max_new_tokens=max_new_tokens)
+            if self.mbr_samples
+            else None
+        )
+        # the policy's own samples count as evidence when they are samples (not beams)
+        self.samples_as_evidence = sample_method == "sample"
         self.cider: CiderD | None = None
+        self.consensus: Consensus | None = None
         # (image position, mirrored) -> the references' texts and their reward words
         self._captions: dict[tuple[int, bool], list[str]] = {}
         self._references: dict[tuple[int, bool], list[list[str]]] = {}
@@ -125,6 +157,8 @@ class SelfCriticalLoss(nn.Module):
         }
         self._vocab = datamodule.vocab
         self.cider = CiderD([self.reward_words(c) for c in r.captions] for r in datamodule.split("train"))
+        if self.mbr_weight:  # MBR's CIDEr-D similarity, as rerank=mbr computes it
+            self.consensus = Consensus("cider", [r.captions for r in datamodule.split("train")])
 
     def reward_words(self, caption: str, ended: bool = True) -> list[str]:
         """The words the reward sees: the caption's, then `<eos>` if it ended (include_eos)."""
@@ -147,6 +181,21 @@ class SelfCriticalLoss(nn.Module):
                 reward += self.bleu4_weight * sentence_bleu4(" ".join(words), self._captions[key])
             values.append(reward)
         return torch.tensor(values)
+
+    def agreement(self, drawn: torch.Tensor, evidence: torch.Tensor | None) -> torch.Tensor:
+        """[B, n]: each of an image's `drawn` captions [B, n, L]' mean CIDEr-D similarity to the
+        evidence: the image's other drawn captions (when they are samples) and its `evidence`
+        samples [B, m, L] (when drawn)."""
+        values = []
+        for index, own in enumerate(drawn.tolist()):
+            extra = evidence[index].tolist() if evidence is not None else []
+            captions = [self._vocab.decode(tokens) for tokens in own + extra]
+            similarity = self.consensus.similarities([None] * len(captions), captions)[: len(own)]
+            if self.samples_as_evidence:  # every caption but itself (the diagonal is 0)
+                values.append(similarity.sum(dim=1) / (len(captions) - 1))
+            else:
+                values.append(similarity[:, len(own) :].mean(dim=1))
+        return torch.stack(values).float()
 
     # the reference model (kl_weight) ---------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -192,6 +241,9 @@ class SelfCriticalLoss(nn.Module):
         with torch.no_grad():
             drawn = self.sampler(captioner.decoder, memory).sequences  # [B, n, L]
             greedy = self.greedy(captioner.decoder, memory).best()  # the baseline, or logged
+            evidence = (
+                self.evidence_sampler(captioner.decoder, memory).sequences if self.mbr_samples else None
+            )
         sequences = drawn.flatten(0, 1)
         words = [self._sequence_words(seq) for seq in sequences]
         sample_indices = [i for i in indices for _ in range(samples)]
@@ -199,8 +251,12 @@ class SelfCriticalLoss(nn.Module):
         reward = self.rewards(words, sample_indices, sample_mirrored).view(size, samples)
         greedy_words = [self._sequence_words(s) for s in greedy]
         greedy_reward = self.rewards(greedy_words, indices, mirrored).view(size, 1)
-        baseline = mean_of_others(reward) if self.baseline == "mean" else greedy_reward
-        advantage = (reward - baseline).to(memory.pooled.device)
+        total = reward
+        if self.mbr_weight:
+            agreement = self.agreement(drawn, evidence)
+            total = reward + self.mbr_weight * agreement
+        baseline = mean_of_others(total) if self.baseline == "mean" else greedy_reward
+        advantage = (total - baseline).to(memory.pooled.device)
 
         inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
         rows = torch.arange(size, device=sequences.device).repeat_interleave(samples)
@@ -224,6 +280,8 @@ class SelfCriticalLoss(nn.Module):
             "sample_repeat_rate": torch.tensor(sum(repeats_a_word(w) for w in words) / len(words)),
             "sample_limit_rate": (~(sequences == EOS_ID).any(1)).float().mean(),
         }
+        if self.mbr_weight:
+            figures["agreement"] = agreement.mean()
         if self.entropy_weight:
             loss = loss - self.entropy_weight * entropy
         if self.kl_weight:
