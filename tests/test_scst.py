@@ -127,13 +127,12 @@ def test_without_hflip_there_are_no_mirrored_references():
         loss.rewards([loss.reward_words("a dog")], [0], [True])
 
 
-@pytest.mark.parametrize("sample_method", ["sample", "beam"])
-def test_agreement_is_the_mean_similarity_to_the_policys_samples(sample_method):
+def test_agreement_is_the_mean_similarity_to_the_evidence():
     from captionlab.metrics.consensus import Consensus
     from captionlab.text import PAD_ID, Vocabulary
 
     vocab = Vocabulary.build([c for v in REFERENCES.values() for c in v])
-    loss = SelfCriticalLoss(sample_method=sample_method, num_samples=3, mbr_weight=1.0, mbr_samples=2)
+    loss = SelfCriticalLoss(num_samples=3, mbr_weight=1.0, mbr_samples=2)
     loss.prepare(_Records(vocab))
     own = ["a dog runs on the grass", "a dog runs in a field", "two men play soccer"]
     evidence = ["a dog runs on the grass", "a brown dog runs"]
@@ -144,29 +143,34 @@ def test_agreement_is_the_mean_similarity_to_the_policys_samples(sample_method):
 
     agreement = loss.agreement(sequences(own), sequences(evidence))[0]
     consensus = Consensus("cider", REFERENCES.values())
-    pair = lambda a, b: float(consensus.similarities([None, None], [a, b])[0, 1])  # noqa: E731
     for i, caption in enumerate(own):
-        others = evidence + ([c for j, c in enumerate(own) if j != i] if sample_method == "sample" else [])
-        expected = sum(pair(caption, other) for other in others) / len(others)
-        assert float(agreement[i]) == pytest.approx(expected, rel=1e-5)
+        expected = [float(consensus.similarities([None, None], [caption, e])[0, 1]) for e in evidence]
+        assert float(agreement[i]) == pytest.approx(sum(expected) / len(expected), rel=1e-5)
     # the typical caption agrees most, the odd one out least
     assert int(agreement.argmax()) == 0 and int(agreement.argmin()) == 2
 
 
-def test_the_agreement_joins_the_reward_and_is_logged(scst_module, monkeypatch):
+def test_the_agreement_joins_the_reward_with_evidence_from_the_starting_model(scst_module, monkeypatch):
     module, datamodule = scst_module
     batch = next(iter(datamodule.train_dataloader()))
-    advantages = {}
+    advantages, sampled_by = {}, []
     for weight in (0.0, 1.0):
         loss = SelfCriticalLoss(num_samples=3, mbr_weight=weight, mbr_samples=2)
         loss.prepare(datamodule)
         # the references' reward alone gives every sample the same: no advantage without agreement
         monkeypatch.setattr(loss, "rewards", lambda captions, *args: torch.ones(len(captions)))
+        if weight:
+            sampler = loss.evidence_sampler
+            loss.evidence_sampler = lambda decoder, memory: (
+                sampled_by.append(decoder) or sampler(decoder, memory)
+            )
         torch.manual_seed(0)
         outputs = loss.step(module.captioner, batch)
         advantages[weight] = float(outputs["advantage"])
         assert ("agreement" in outputs) == bool(weight)
     assert advantages[0.0] == 0.0 and advantages[1.0] > 0.0
+    start = loss.reference(module.captioner)
+    assert start is not module.captioner and sampled_by == [start.decoder]
 
 
 @pytest.fixture(scope="module")
