@@ -99,8 +99,8 @@ class SelfCriticalLoss(nn.Module):
             raise ValueError("loss.mbr_weight and loss.mbr_samples must be 0 or more")
         if mbr_weight and baseline != "mean":
             raise ValueError(
-                "loss.mbr_weight needs loss.baseline=mean: the greedy caption's agreement with the "
-                "samples is not comparable with a sample's agreement with the others"
+                "loss.mbr_weight needs loss.baseline=mean: the baseline must hold the agreement "
+                "term too, and the greedy caption's reward has none"
             )
         if mbr_weight and not mbr_samples:
             raise ValueError(
@@ -192,7 +192,7 @@ class SelfCriticalLoss(nn.Module):
             values.append(similarity[: len(own), len(own) :].mean(dim=1))
         return torch.stack(values).float()
 
-    # the reference model (kl_weight, mbr_weight) ---------------------------------------------------------
+    # the reference model (kl_weight, mbr_weight) --------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
         return {"reference": self._reference_weights} if self._reference_weights is not None else {}
 
