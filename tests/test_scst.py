@@ -57,6 +57,8 @@ def test_invalid_settings_are_rejected():
         SelfCriticalLoss(baseline="greedy", mbr_weight=1.0)
     with pytest.raises(ValueError, match="needs loss.mbr_samples >= 1"):
         SelfCriticalLoss(sample_method="beam", mbr_weight=1.0)
+    with pytest.raises(ValueError, match="repeat_penalty must be 0 or more"):
+        SelfCriticalLoss(repeat_penalty=-1.0)
 
 
 class _Records:
@@ -223,6 +225,40 @@ def test_the_step_rewards_each_image_as_the_batch_serves_it(scst_module, monkeyp
         [r % 2 == 0 for r in range(len(indices)) for _ in range(n)],
     )
     assert greedy == (indices, [r % 2 == 0 for r in range(len(indices))])
+
+
+@pytest.mark.parametrize("baseline", ["mean", "greedy"])
+def test_the_repeat_penalty_lowers_the_advantage_of_a_caption_that_repeats_a_word(
+    scst_module, monkeypatch, baseline
+):
+    from types import SimpleNamespace
+
+    from captionlab.text import PAD_ID
+
+    module, datamodule = scst_module
+    vocab = module.vocab
+    batch = next(iter(datamodule.train_dataloader()))
+    size, penalty = batch["index"].shape[0], 0.6
+    a, b = vocab.words[-2:]  # two of the tiny run's words
+    captions = [f"{a} {b} {b}", f"{a} {b}", f"{b} {a}"]  # only the first repeats a word
+
+    def encoded(caption):  # as a search returns it: words, <eos>, padding
+        ids = vocab.encode(caption)[1:]
+        return ids + [PAD_ID] * (8 - len(ids))
+
+    drawn = torch.tensor([[encoded(c) for c in captions]] * size)
+    advantages = {}
+    for weight in (0.0, penalty):
+        loss = SelfCriticalLoss(num_samples=3, baseline=baseline, repeat_penalty=weight)
+        loss.prepare(datamodule)
+        monkeypatch.setattr(loss, "rewards", lambda words, *args: torch.ones(len(words)))
+        loss.sampler = lambda decoder, memory: SimpleNamespace(sequences=drawn)
+        loss.greedy = lambda decoder, memory: SimpleNamespace(best=lambda: drawn[:, 1])
+        advantages[weight] = float(loss.step(module.captioner, batch)["advantage"])
+    assert advantages[0.0] == 0.0
+    # mean of others: [-p, p/2, p/2], mean |.| = 2p/3; greedy (no repeat) baseline: [-p, 0, 0]
+    expected = 2 * penalty / 3 if baseline == "mean" else penalty / 3
+    assert advantages[penalty] == pytest.approx(expected, rel=1e-5)
 
 
 def test_mean_baseline_is_the_other_samples_mean_and_advantages_sum_to_zero():
