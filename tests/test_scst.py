@@ -1,5 +1,7 @@
 """Self-critical training: the CIDEr-D reward, the baselines, and a second stage from a checkpoint."""
 
+import math
+
 import pytest
 import torch
 from conftest import TINY_OVERRIDES, compose
@@ -57,8 +59,9 @@ def test_invalid_settings_are_rejected():
         SelfCriticalLoss(baseline="greedy", mbr_weight=1.0)
     with pytest.raises(ValueError, match="needs loss.mbr_samples >= 1"):
         SelfCriticalLoss(sample_method="beam", mbr_weight=1.0)
-    with pytest.raises(ValueError, match="repeat_penalty must be 0 or more"):
-        SelfCriticalLoss(repeat_penalty=-1.0)
+    for option in ("repeat_penalty", "unlikelihood_weight"):
+        with pytest.raises(ValueError, match="must be 0 or more"):
+            SelfCriticalLoss(**{option: -1.0})
 
 
 class _Records:
@@ -259,6 +262,39 @@ def test_the_repeat_penalty_lowers_the_advantage_of_a_caption_that_repeats_a_wor
     # mean of others: [-p, p/2, p/2], mean |.| = 2p/3; greedy (no repeat) baseline: [-p, 0, 0]
     expected = 2 * penalty / 3 if baseline == "mean" else penalty / 3
     assert advantages[penalty] == pytest.approx(expected, rel=1e-5)
+
+
+def test_unlikelihood_is_minus_log_one_minus_the_probability_of_the_previous_word():
+    from captionlab.training.scst import previous_word_unlikelihood
+
+    # one caption [3, 4, 5] over 6 words; step 1 gives the previous word (3) probability 0.5, step 2
+    # gives the previous word (4) 0.2; the last position is padding
+    probs = torch.full((1, 4, 6), 0.1)
+    probs[0, 1, 3], probs[0, 1, 0] = 0.5, 0.1
+    probs[0, 2, 4] = 0.2
+    probs[0, 3, 5] = 0.9
+    sequences, mask = torch.tensor([[3, 4, 5, 0]]), torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    value = previous_word_unlikelihood(probs.log(), sequences, mask)
+    assert float(value) == pytest.approx((-math.log(0.5) - math.log(0.8)) / 2, rel=1e-5)
+    # its gradient lowers the previous word's score and no other word's
+    logits = torch.zeros(1, 4, 6, requires_grad=True)
+    previous_word_unlikelihood(torch.log_softmax(logits, -1), sequences, mask).backward()
+    assert logits.grad[0, 1, 3] > 0 and logits.grad[0, 2, 4] > 0
+    assert logits.grad[0, 1, 4] < 0 and logits.grad[0, 3].abs().sum() == 0
+
+
+def test_the_unlikelihood_term_joins_the_step_loss(scst_module):
+    module, datamodule = scst_module
+    batch = next(iter(datamodule.train_dataloader()))
+    outputs = {}
+    for weight in (0.0, 2.0):
+        loss = SelfCriticalLoss(num_samples=3, unlikelihood_weight=weight)
+        loss.prepare(datamodule)
+        torch.manual_seed(0)
+        outputs[weight] = loss.step(module.captioner, batch)
+    assert "unlikelihood" not in outputs[0.0] and float(outputs[2.0]["unlikelihood"]) > 0
+    difference = float(outputs[2.0]["loss"] - outputs[0.0]["loss"])
+    assert difference == pytest.approx(2.0 * float(outputs[2.0]["unlikelihood"]), rel=1e-4)
 
 
 def test_mean_baseline_is_the_other_samples_mean_and_advantages_sum_to_zero():

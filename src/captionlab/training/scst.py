@@ -26,6 +26,9 @@ twice in a row, evaluate.py's repeat rate). CIDEr-D already scores such a captio
 "a brown dog is playing with a ball ball in the air" 0.72 against 1.02 without the second "ball"),
 yet sampled SCST raised the share of greedy val captions that repeat a word from 2 to 6 of 1,000 in
 six epochs: the penalty makes a repeat cost the same whatever else the caption gets right.
+`unlikelihood_weight` adds token-level unlikelihood (Welleck et al. 2019) with the previous word as
+the negative candidate: -log(1 - p(previous word)) at every sampled position, which lowers the
+probability of a repeat where the samples did not make one, such as on the greedy path.
 `dropout` (beam-SCST only) scores the beams with the decoder's dropout on, as M2 and X-modaler
 train: a regulariser against fitting the training images' references; the beams themselves are
 found, and the KL term computed, with dropout off.
@@ -59,6 +62,17 @@ SAMPLE_METHODS = ("sample", "beam")
 END = EOS  # "<eos>" as a reward word: tokenize never makes it from a caption
 
 
+def previous_word_unlikelihood(
+    logprobs: torch.Tensor, sequences: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the masked positions after the first of -log(1 - p(the previous token)):
+    `logprobs` [R, L, V] of the captions `sequences` [R, L], `mask` [R, L] their words and end."""
+    previous = logprobs[:, 1:].gather(2, sequences[:, :-1].unsqueeze(-1)).squeeze(-1)
+    unlikely = -torch.log1p(-previous.exp().clamp(max=1 - 1e-6))
+    weights = mask[:, 1:]
+    return (unlikely * weights).sum() / weights.sum().clamp(min=1.0)
+
+
 def mean_of_others(reward: torch.Tensor) -> torch.Tensor:
     """[B, n] -> [B, n]: for each sample, the mean reward of the image's other samples."""
     return (reward.sum(dim=1, keepdim=True) - reward) / (reward.shape[1] - 1)
@@ -86,6 +100,7 @@ class SelfCriticalLoss(nn.Module):
         mbr_weight: float = 0.0,
         mbr_samples: int = 0,
         repeat_penalty: float = 0.0,
+        unlikelihood_weight: float = 0.0,
     ):
         super().__init__()
         if baseline not in BASELINES:
@@ -101,8 +116,11 @@ class SelfCriticalLoss(nn.Module):
                 "loss.dropout=true needs loss.sample_method=beam: sampled captions must be scored "
                 "by the very network that drew them, and dropout would score them with another"
             )
-        if mbr_weight < 0 or mbr_samples < 0 or repeat_penalty < 0:
-            raise ValueError("loss.mbr_weight, loss.mbr_samples and loss.repeat_penalty must be 0 or more")
+        if min(mbr_weight, mbr_samples, repeat_penalty, unlikelihood_weight) < 0:
+            raise ValueError(
+                "loss.mbr_weight, loss.mbr_samples, loss.repeat_penalty and loss.unlikelihood_weight "
+                "must be 0 or more"
+            )
         if mbr_weight and baseline != "mean":
             raise ValueError(
                 "loss.mbr_weight needs loss.baseline=mean: the baseline must hold the agreement "
@@ -115,7 +133,7 @@ class SelfCriticalLoss(nn.Module):
             )
         self.mbr_weight = mbr_weight
         self.mbr_samples = mbr_samples if mbr_weight else 0
-        self.repeat_penalty = repeat_penalty
+        self.repeat_penalty, self.unlikelihood_weight = repeat_penalty, unlikelihood_weight
         self.baseline, self.num_samples, self.include_eos = baseline, num_samples, include_eos
         self.dropout = dropout
         self.cider_weight, self.bleu4_weight = cider_weight, bleu4_weight
@@ -291,6 +309,10 @@ class SelfCriticalLoss(nn.Module):
             figures["agreement"] = agreement.mean()
         if self.entropy_weight:
             loss = loss - self.entropy_weight * entropy
+        if self.unlikelihood_weight:
+            unlikelihood = previous_word_unlikelihood(logprobs, sequences, mask)
+            figures["unlikelihood"] = unlikelihood.detach()
+            loss = loss + self.unlikelihood_weight * unlikelihood
         if self.kl_weight:
             reference = self.reference(captioner)
             with torch.no_grad():
