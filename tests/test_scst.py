@@ -270,7 +270,7 @@ def test_unlikelihood_is_minus_log_one_minus_the_probability_of_the_previous_wor
     # one caption [3, 4, 5] over 6 words; step 1 gives the previous word (3) probability 0.5, step 2
     # gives the previous word (4) 0.2; the last position is padding
     probs = torch.full((1, 4, 6), 0.1)
-    probs[0, 1, 3], probs[0, 1, 0] = 0.5, 0.1
+    probs[0, 1, 3] = 0.5
     probs[0, 2, 4] = 0.2
     probs[0, 3, 5] = 0.9
     sequences, mask = torch.tensor([[3, 4, 5, 0]]), torch.tensor([[1.0, 1.0, 1.0, 0.0]])

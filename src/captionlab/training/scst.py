@@ -73,6 +73,11 @@ def previous_word_unlikelihood(
     return (unlikely * weights).sum() / weights.sum().clamp(min=1.0)
 
 
+def repeat_flags(captions: list[list[str]]) -> torch.Tensor:
+    """1.0 for each caption (its reward words) that repeats a word, else 0.0."""
+    return torch.tensor([float(repeats_a_word(words)) for words in captions])
+
+
 def mean_of_others(reward: torch.Tensor) -> torch.Tensor:
     """[B, n] -> [B, n]: for each sample, the mean reward of the image's other samples."""
     return (reward.sum(dim=1, keepdim=True) - reward) / (reward.shape[1] - 1)
@@ -207,10 +212,6 @@ class SelfCriticalLoss(nn.Module):
             values.append(reward)
         return torch.tensor(values)
 
-    def repeat_penalties(self, captions: list[list[str]]) -> torch.Tensor:
-        """`repeat_penalty` for each caption (its reward words) that repeats a word, else 0."""
-        return torch.tensor([self.repeat_penalty * repeats_a_word(words) for words in captions])
-
     def agreement(self, drawn: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
         """[B, n]: each of an image's `drawn` captions [B, n, L]' mean CIDEr-D similarity to its
         `evidence` captions [B, m, L]."""
@@ -275,12 +276,15 @@ class SelfCriticalLoss(nn.Module):
         reward = self.rewards(words, sample_indices, sample_mirrored).view(size, samples)
         greedy_words = [self._sequence_words(s) for s in greedy]
         greedy_reward = self.rewards(greedy_words, indices, mirrored).view(size, 1)
-        total = reward - self.repeat_penalties(words).view(size, samples)
+        repeats = repeat_flags(words)
+        total = reward - self.repeat_penalty * repeats.view(size, samples)
         if self.mbr_weight:
             agreement = self.agreement(drawn, evidence)
             total = total + self.mbr_weight * agreement
-        greedy_total = greedy_reward - self.repeat_penalties(greedy_words).view(size, 1)
-        baseline = mean_of_others(total) if self.baseline == "mean" else greedy_total
+        if self.baseline == "mean":
+            baseline = mean_of_others(total)
+        else:
+            baseline = greedy_reward - self.repeat_penalty * repeat_flags(greedy_words).view(size, 1)
         advantage = (total - baseline).to(memory.pooled.device)
 
         inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
@@ -302,7 +306,7 @@ class SelfCriticalLoss(nn.Module):
             "advantage": advantage.abs().mean(),
             "entropy": entropy.detach(),
             "sample_length": mask.sum(1).mean(),
-            "sample_repeat_rate": torch.tensor(sum(repeats_a_word(w) for w in words) / len(words)),
+            "sample_repeat_rate": repeats.mean(),
             "sample_limit_rate": (~(sequences == EOS_ID).any(1)).float().mean(),
         }
         if self.mbr_weight:
