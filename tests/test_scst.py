@@ -1,6 +1,7 @@
 """Self-critical training: the CIDEr-D reward, the baselines, and a second stage from a checkpoint."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_invalid_settings_are_rejected():
         SelfCriticalLoss(baseline="greedy", mbr_weight=1.0)
     with pytest.raises(ValueError, match="needs loss.mbr_samples >= 1"):
         SelfCriticalLoss(sample_method="beam", mbr_weight=1.0)
-    for option in ("repeat_penalty", "unlikelihood_weight"):
+    for option in ("repeat_penalty", "unlikelihood_weight", "greedy_unlikelihood_weight"):
         with pytest.raises(ValueError, match="must be 0 or more"):
             SelfCriticalLoss(**{option: -1.0})
 
@@ -234,7 +235,6 @@ def test_the_step_rewards_each_image_as_the_batch_serves_it(scst_module, monkeyp
 def test_the_repeat_penalty_lowers_the_advantage_of_a_caption_that_repeats_a_word(
     scst_module, monkeypatch, baseline
 ):
-    from types import SimpleNamespace
 
     from captionlab.text import PAD_ID
 
@@ -283,18 +283,47 @@ def test_unlikelihood_is_minus_log_one_minus_the_probability_of_the_previous_wor
     assert logits.grad[0, 1, 4] < 0 and logits.grad[0, 3].abs().sum() == 0
 
 
-def test_the_unlikelihood_term_joins_the_step_loss(scst_module):
+@pytest.mark.parametrize(
+    "option, figure",
+    [("unlikelihood_weight", "unlikelihood"), ("greedy_unlikelihood_weight", "greedy_unlikelihood")],
+)
+def test_an_unlikelihood_term_joins_the_step_loss(scst_module, option, figure):
     module, datamodule = scst_module
     batch = next(iter(datamodule.train_dataloader()))
     outputs = {}
     for weight in (0.0, 2.0):
-        loss = SelfCriticalLoss(num_samples=3, unlikelihood_weight=weight)
+        loss = SelfCriticalLoss(num_samples=3, **{option: weight})
         loss.prepare(datamodule)
         torch.manual_seed(0)
         outputs[weight] = loss.step(module.captioner, batch)
-    assert "unlikelihood" not in outputs[0.0] and float(outputs[2.0]["unlikelihood"]) > 0
+    assert figure not in outputs[0.0] and float(outputs[2.0][figure]) > 0
     difference = float(outputs[2.0]["loss"] - outputs[0.0]["loss"])
-    assert difference == pytest.approx(2.0 * float(outputs[2.0]["unlikelihood"]), rel=1e-4)
+    assert difference == pytest.approx(2.0 * float(outputs[2.0][figure]), rel=1e-4)
+
+
+def test_the_greedy_unlikelihood_is_taken_on_the_greedy_caption(scst_module):
+    from captionlab.text import EOS_ID, PAD_ID
+    from captionlab.training.scst import caption_mask, previous_word_unlikelihood, teacher_forcing_inputs
+
+    module, datamodule = scst_module
+    batch = next(iter(datamodule.train_dataloader()))
+    size = batch["index"].shape[0]
+    # a greedy caption that repeats its first word, then ends; the padding after <eos> is skipped
+    greedy = torch.tensor([[5, 5, 6, EOS_ID, PAD_ID, PAD_ID]] * size)
+    loss = SelfCriticalLoss(num_samples=3, greedy_unlikelihood_weight=1.0)
+    loss.prepare(datamodule)
+    loss.greedy = lambda decoder, memory: SimpleNamespace(best=lambda: greedy)
+    value = float(loss.step(module.captioner, batch)["greedy_unlikelihood"])
+    captioner = module.captioner.eval()
+    with torch.no_grad():
+        logits, _ = captioner.decoder.teacher_forcing(
+            captioner.encode(batch), teacher_forcing_inputs(greedy), torch.arange(size)
+        )
+        expected = previous_word_unlikelihood(
+            torch.log_softmax(logits.float(), -1), greedy, caption_mask(greedy)
+        )
+    assert value == pytest.approx(float(expected), rel=1e-5)
+    assert caption_mask(greedy)[0].tolist() == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
 
 
 def test_mean_baseline_is_the_other_samples_mean_and_advantages_sum_to_zero():

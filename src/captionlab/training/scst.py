@@ -28,7 +28,10 @@ yet sampled SCST raised the share of greedy val captions that repeat a word from
 six epochs: the penalty makes a repeat cost the same whatever else the caption gets right.
 `unlikelihood_weight` adds token-level unlikelihood (Welleck et al. 2019) with the previous word as
 the negative candidate: -log(1 - p(previous word)) at every sampled position, which lowers the
-probability of a repeat where the samples did not make one, such as on the greedy path.
+probability of a repeat where the samples did not make one. `greedy_unlikelihood_weight` adds the
+same term on the greedy caption of each training image (Welleck et al.'s sequence-level unlikelihood
+trains on the model's own greedy continuations): the path whose repeats the val repeat rate counts,
+where a repeat is the most likely word and the term pushes hardest.
 `dropout` (beam-SCST only) scores the beams with the decoder's dropout on, as M2 and X-modaler
 train: a regulariser against fitting the training images' references; the beams themselves are
 found, and the KL term computed, with dropout off.
@@ -73,6 +76,17 @@ def previous_word_unlikelihood(
     return (unlikely * weights).sum() / weights.sum().clamp(min=1.0)
 
 
+def teacher_forcing_inputs(sequences: torch.Tensor) -> torch.Tensor:
+    """<bos> and each caption of `sequences` [R, L] but its last token: the inputs that predict it."""
+    return torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
+
+
+def caption_mask(sequences: torch.Tensor) -> torch.Tensor:
+    """1.0 at every word of `sequences` [R, L] and the <eos> that ends it; 0.0 at the padding after."""
+    ended_before = torch.cumsum((sequences == EOS_ID).long(), dim=1) - (sequences == EOS_ID).long()
+    return ((sequences != PAD_ID) & (ended_before == 0)).float()
+
+
 def repeat_flags(captions: list[list[str]]) -> torch.Tensor:
     """1.0 for each caption (its reward words) that repeats a word, else 0.0."""
     return torch.tensor([float(repeats_a_word(words)) for words in captions])
@@ -106,6 +120,7 @@ class SelfCriticalLoss(nn.Module):
         mbr_samples: int = 0,
         repeat_penalty: float = 0.0,
         unlikelihood_weight: float = 0.0,
+        greedy_unlikelihood_weight: float = 0.0,
     ):
         super().__init__()
         if baseline not in BASELINES:
@@ -121,10 +136,10 @@ class SelfCriticalLoss(nn.Module):
                 "loss.dropout=true needs loss.sample_method=beam: sampled captions must be scored "
                 "by the very network that drew them, and dropout would score them with another"
             )
-        if min(mbr_weight, mbr_samples, repeat_penalty, unlikelihood_weight) < 0:
+        if min(mbr_weight, mbr_samples, repeat_penalty, unlikelihood_weight, greedy_unlikelihood_weight) < 0:
             raise ValueError(
-                "loss.mbr_weight, loss.mbr_samples, loss.repeat_penalty and loss.unlikelihood_weight "
-                "must be 0 or more"
+                "loss.mbr_weight, loss.mbr_samples, loss.repeat_penalty, loss.unlikelihood_weight and "
+                "loss.greedy_unlikelihood_weight must be 0 or more"
             )
         if mbr_weight and baseline != "mean":
             raise ValueError(
@@ -139,6 +154,7 @@ class SelfCriticalLoss(nn.Module):
         self.mbr_weight = mbr_weight
         self.mbr_samples = mbr_samples if mbr_weight else 0
         self.repeat_penalty, self.unlikelihood_weight = repeat_penalty, unlikelihood_weight
+        self.greedy_unlikelihood_weight = greedy_unlikelihood_weight
         self.baseline, self.num_samples, self.include_eos = baseline, num_samples, include_eos
         self.dropout = dropout
         self.cider_weight, self.bleu4_weight = cider_weight, bleu4_weight
@@ -287,15 +303,13 @@ class SelfCriticalLoss(nn.Module):
             baseline = greedy_reward - self.repeat_penalty * repeat_flags(greedy_words).view(size, 1)
         advantage = (total - baseline).to(memory.pooled.device)
 
-        inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
+        inputs = teacher_forcing_inputs(sequences)
         rows = torch.arange(size, device=sequences.device).repeat_interleave(samples)
         captioner.decoder.train(score_with_dropout)
         logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         chosen = logprobs.gather(2, sequences.unsqueeze(-1)).squeeze(-1)
-        # every word and the <eos> that ends the caption; not the padding after it
-        ended_before = torch.cumsum((sequences == EOS_ID).long(), dim=1) - (sequences == EOS_ID).long()
-        mask = ((sequences != PAD_ID) & (ended_before == 0)).float()
+        mask = caption_mask(sequences)
         positions = mask.sum().clamp(min=1.0)
         loss = -(advantage.reshape(-1, 1) * chosen * mask).sum() / positions
         # the policy's entropy at every sampled position (logged; rewarded with entropy_weight)
@@ -317,6 +331,15 @@ class SelfCriticalLoss(nn.Module):
             unlikelihood = previous_word_unlikelihood(logprobs, sequences, mask)
             figures["unlikelihood"] = unlikelihood.detach()
             loss = loss + self.unlikelihood_weight * unlikelihood
+        if self.greedy_unlikelihood_weight:
+            greedy = greedy.to(sequences.device)
+            own_image = torch.arange(size, device=greedy.device)
+            greedy_inputs = teacher_forcing_inputs(greedy)
+            greedy_logits, _ = captioner.decoder.teacher_forcing(memory, greedy_inputs, own_image)
+            greedy_logprobs = torch.log_softmax(greedy_logits.float(), dim=-1)
+            unlikelihood = previous_word_unlikelihood(greedy_logprobs, greedy, caption_mask(greedy))
+            figures["greedy_unlikelihood"] = unlikelihood.detach()
+            loss = loss + self.greedy_unlikelihood_weight * unlikelihood
         if self.kl_weight:
             reference = self.reference(captioner)
             with torch.no_grad():
