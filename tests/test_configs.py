@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import CONF_DIR, compose
 from omegaconf import OmegaConf
 
@@ -77,3 +78,13 @@ def test_registry_refuses_foreign_targets():
     old = {"_target_": "captionlab.training.module.CaptionModule"}
     assert [c.key for c in check_targets(old, "model")] == ["model/captioner"]
     assert Path(CONF_DIR / "train.yaml").is_file()
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_builds_its_loss_and_search(experiment, tmp_path):
+    """A preset's loss and search settings are constructor arguments: a misspelt one fails here."""
+    from captionlab.registry import build
+
+    cfg = compose([f"experiment={experiment}", f"paths.output_dir={tmp_path}"])
+    assert isinstance(build(cfg.loss, "loss"), torch.nn.Module)
+    build(cfg.search, "search")
