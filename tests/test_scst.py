@@ -235,7 +235,6 @@ def test_the_step_rewards_each_image_as_the_batch_serves_it(scst_module, monkeyp
 def test_the_repeat_penalty_lowers_the_advantage_of_a_caption_that_repeats_a_word(
     scst_module, monkeypatch, baseline
 ):
-
     from captionlab.text import PAD_ID
 
     module, datamodule = scst_module
@@ -297,7 +296,7 @@ def test_an_unlikelihood_term_joins_the_step_loss(scst_module, option, figure):
         torch.manual_seed(0)
         outputs[weight] = loss.step(module.captioner, batch)
     assert figure not in outputs[0.0] and float(outputs[2.0][figure]) > 0
-    difference = float(outputs[2.0]["loss"] - outputs[0.0]["loss"])
+    difference = float((outputs[2.0]["loss"] - outputs[0.0]["loss"]).detach())
     assert difference == pytest.approx(2.0 * float(outputs[2.0][figure]), rel=1e-4)
 
 
