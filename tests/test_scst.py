@@ -301,8 +301,8 @@ def test_an_unlikelihood_term_joins_the_step_loss(scst_module, option, figure):
 
 
 def test_the_greedy_unlikelihood_is_taken_on_the_greedy_caption(scst_module):
-    from captionlab.text import EOS_ID, PAD_ID
-    from captionlab.training.scst import caption_mask, previous_word_unlikelihood, teacher_forcing_inputs
+    from captionlab.text import BOS_ID, EOS_ID, PAD_ID
+    from captionlab.training.scst import caption_mask, previous_word_unlikelihood
 
     module, datamodule = scst_module
     batch = next(iter(datamodule.train_dataloader()))
@@ -316,7 +316,9 @@ def test_the_greedy_unlikelihood_is_taken_on_the_greedy_caption(scst_module):
     captioner = module.captioner.eval()
     with torch.no_grad():
         logits, _ = captioner.decoder.teacher_forcing(
-            captioner.encode(batch), teacher_forcing_inputs(greedy), torch.arange(size)
+            captioner.encode(batch),
+            torch.cat([torch.full((size, 1), BOS_ID), greedy[:, :-1]], 1),
+            torch.arange(size),
         )
         expected = previous_word_unlikelihood(
             torch.log_softmax(logits.float(), -1), greedy, caption_mask(greedy)

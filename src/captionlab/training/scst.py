@@ -76,9 +76,14 @@ def previous_word_unlikelihood(
     return (unlikely * weights).sum() / weights.sum().clamp(min=1.0)
 
 
-def teacher_forcing_inputs(sequences: torch.Tensor) -> torch.Tensor:
-    """<bos> and each caption of `sequences` [R, L] but its last token: the inputs that predict it."""
-    return torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
+def caption_logprobs(
+    decoder: nn.Module, memory: Any, sequences: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """[R, L, V] log-probabilities the decoder gives each position of `sequences` [R, L], teacher
+    forced from <bos>, caption r reading the image features of row `rows[r]` of `memory`."""
+    inputs = torch.cat([torch.full_like(sequences[:, :1], BOS_ID), sequences[:, :-1]], dim=1)
+    logits, _ = decoder.teacher_forcing(memory, inputs, rows)
+    return torch.log_softmax(logits.float(), dim=-1)
 
 
 def caption_mask(sequences: torch.Tensor) -> torch.Tensor:
@@ -303,11 +308,9 @@ class SelfCriticalLoss(nn.Module):
             baseline = greedy_reward - self.repeat_penalty * repeat_flags(greedy_words).view(size, 1)
         advantage = (total - baseline).to(memory.pooled.device)
 
-        inputs = teacher_forcing_inputs(sequences)
         rows = torch.arange(size, device=sequences.device).repeat_interleave(samples)
         captioner.decoder.train(score_with_dropout)
-        logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logprobs = caption_logprobs(captioner.decoder, memory, sequences, rows)
         chosen = logprobs.gather(2, sequences.unsqueeze(-1)).squeeze(-1)
         mask = caption_mask(sequences)
         positions = mask.sum().clamp(min=1.0)
@@ -332,24 +335,20 @@ class SelfCriticalLoss(nn.Module):
             figures["unlikelihood"] = unlikelihood.detach()
             loss = loss + self.unlikelihood_weight * unlikelihood
         if self.greedy_unlikelihood_weight:
-            greedy = greedy.to(sequences.device)
             own_image = torch.arange(size, device=greedy.device)
-            greedy_inputs = teacher_forcing_inputs(greedy)
-            greedy_logits, _ = captioner.decoder.teacher_forcing(memory, greedy_inputs, own_image)
-            greedy_logprobs = torch.log_softmax(greedy_logits.float(), dim=-1)
+            greedy_logprobs = caption_logprobs(captioner.decoder, memory, greedy, own_image)
             unlikelihood = previous_word_unlikelihood(greedy_logprobs, greedy, caption_mask(greedy))
             figures["greedy_unlikelihood"] = unlikelihood.detach()
             loss = loss + self.greedy_unlikelihood_weight * unlikelihood
         if self.kl_weight:
             reference = self.reference(captioner)
             with torch.no_grad():
-                start, _ = reference.decoder.teacher_forcing(reference.encode(batch), inputs, rows)
+                start = caption_logprobs(reference.decoder, reference.encode(batch), sequences, rows)
             policy = logprobs
             if score_with_dropout:  # the KL compares the networks, not one dropout mask with none
                 captioner.decoder.eval()
-                policy_logits, _ = captioner.decoder.teacher_forcing(memory, inputs, rows)
-                policy = torch.log_softmax(policy_logits.float(), dim=-1)
-            kl = (policy.exp() * (policy - torch.log_softmax(start.float(), dim=-1))).sum(-1)
+                policy = caption_logprobs(captioner.decoder, memory, sequences, rows)
+            kl = (policy.exp() * (policy - start)).sum(-1)
             kl = (kl * mask).sum() / positions
             figures["kl"] = kl.detach()
             loss = loss + self.kl_weight * kl
