@@ -615,6 +615,19 @@ def test_a_search_setting_without_its_option_says_which_option():
     )
 
 
+def test_an_added_key_is_checked_against_the_option_chosen():
+    """`+trainer.limit_test_batches=2` was refused as 'a setting of trainer=default, not of the
+    trainer option chosen' while trainer=default was the one chosen."""
+    from captionlab.cli import CONF_DIR, check_group_overrides
+
+    check_group_overrides(CONF_DIR, "evaluate", ["+trainer.limit_test_batches=2"])
+    check_group_overrides(CONF_DIR, "train", ["search=beam", "+search.num_beams=5"])
+    # chosen by an experiment: flickr8k_updown's data=flickr8k has data.root
+    check_group_overrides(CONF_DIR, "train", ["experiment=flickr8k_updown", "+data.root=x"])
+    with pytest.raises(UserError, match="setting of data=.*, not of the data option chosen"):
+        check_group_overrides(CONF_DIR, "train", ["+data.root=x"])
+
+
 def test_a_text_file_as_checkpoint_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello\n")
     result = run_cli(

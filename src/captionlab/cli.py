@@ -102,19 +102,32 @@ def extra_options(conf_dir: Path, args: list[str]) -> str:
     return "== Options from plugins and your config folders ==\n" + "\n".join(lines) if lines else ""
 
 
-def check_group_overrides(conf_dir: Path, args: list[str]) -> None:
+def chosen_option(conf_dir: Path, config_name: str, args: list[str], group: str) -> str | None:
+    """The option of `group` that `args` compose to (the command line's, an experiment's or the
+    default), with the `+key=` additions left out: they are what is being checked."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [arg for arg in args if not arg.startswith(("+", "-"))]
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    return cfg.hydra.runtime.choices.get(group)
+
+
+def check_group_overrides(conf_dir: Path, config_name: str, args: list[str]) -> None:
     """Reject `group=option` overrides whose option has no file (in captionlab's configs or the
-    user's, `hydra.searchpath`), and `+group.key=...` for a key that belongs to one of the group's
-    options, before Hydra prints a page."""
+    user's, `hydra.searchpath`), and `+group.key=...` for a key that belongs to another of the
+    group's options than the one chosen, before Hydra prints a page (a key the chosen option has
+    is left to Hydra, which says to drop the `+`)."""
     dirs = config_dirs(conf_dir, args)
     for arg in args:
         if "=" not in arg or arg.startswith("hydra."):
             continue
         key, value = arg.split("=", 1)
         if key.startswith("+") and "." in key:
-            hint = _option_hint(conf_dir, key.lstrip("+"))
-            if hint:
-                raise UserError(hint)
+            group, _, setting = key.lstrip("+").partition(".")
+            options = options_defining(conf_dir, group, setting)
+            if options and chosen_option(conf_dir, config_name, args, group) not in options:
+                raise UserError(_option_hint(conf_dir, key.lstrip("+")))
         group = key.lstrip("+~")
         if dirs is None or "/" in group or "." in group or not (conf_dir / group).is_dir():
             continue
@@ -220,7 +233,7 @@ def hydra_entry(
             sys.argv[1:] = args = with_plugin_configs(sys.argv[1:])
             if command_line:
                 relaunch[:] = [*command_line[:2], *args]
-            check_group_overrides(conf_dir, args)
+            check_group_overrides(conf_dir, config_name, args)
             if preflight and any(a.split("=", 1)[0] == preflight_when for a in args):
                 plugins.load(_list_value(args, "plugins"))
                 preflight_checks(conf_dir, config_name, preflight, args)
