@@ -107,7 +107,7 @@ def chosen_option(conf_dir: Path, config_name: str, args: list[str], group: str)
     default), with the `+key=` additions left out: they are what is being checked."""
     from hydra import compose, initialize_config_dir
 
-    overrides = [arg for arg in args if not arg.startswith(("+", "-"))]
+    overrides = [arg for arg in args if "=" in arg and not arg.startswith(("+", "-"))]
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     return cfg.hydra.runtime.choices.get(group)
