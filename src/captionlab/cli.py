@@ -105,11 +105,8 @@ def extra_options(conf_dir: Path, args: list[str]) -> str:
 def chosen_option(conf_dir: Path, config_name: str, args: list[str], group: str) -> str | None:
     """The option of `group` that `args` compose to (the command line's, an experiment's or the
     default), with the `+key=` additions left out: they are what is being checked."""
-    from hydra import compose, initialize_config_dir
-
     overrides = [arg for arg in args if "=" in arg and not arg.startswith(("+", "-"))]
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    cfg = compose_config(conf_dir, config_name, overrides, return_hydra_config=True)
     return cfg.hydra.runtime.choices.get(group)
 
 
@@ -124,10 +121,11 @@ def check_group_overrides(conf_dir: Path, config_name: str, args: list[str]) -> 
             continue
         key, value = arg.split("=", 1)
         if key.startswith("+") and "." in key:
-            group, _, setting = key.lstrip("+").partition(".")
+            dotted = key.lstrip("+")
+            group, _, setting = dotted.partition(".")
             options = options_defining(conf_dir, group, setting)
             if options and chosen_option(conf_dir, config_name, args, group) not in options:
-                raise UserError(_option_hint(conf_dir, key.lstrip("+")))
+                raise UserError(_option_hint(conf_dir, dotted))
         group = key.lstrip("+~")
         if dirs is None or "/" in group or "." in group or not (conf_dir / group).is_dir():
             continue
@@ -179,11 +177,15 @@ def preflight_checks(conf_dir: Path, config_name: str, preflight: str, args: lis
     the run folder it would continue in."""
     if any(arg in ("-m", "--multirun") or arg.startswith("-") for arg in args):
         return
+    _call(preflight, compose_config(conf_dir, config_name, args))
+
+
+def compose_config(conf_dir: Path, config_name: str, overrides: list[str], return_hydra_config: bool = False):
+    """The config `overrides` compose to, outside a Hydra run (for checks made before it starts)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=args)
-    _call(preflight, cfg)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def hydra_entry(
